@@ -1,0 +1,102 @@
+//! The admin listener: `/metrics`, `/status`, `/`, `/healthz`, `/liveness`.
+
+mod metrics;
+mod status;
+
+pub use metrics::{Metrics, PROBES};
+pub use status::{NodeStatus, Status};
+
+use crate::cluster::Cluster;
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode, header};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+/// Serves the admin endpoints from the cluster's live state.
+pub struct AdminApp {
+    cluster: Arc<Cluster>,
+}
+
+impl AdminApp {
+    /// An admin app over `cluster`.
+    pub fn new(cluster: Arc<Cluster>) -> AdminApp {
+        AdminApp { cluster }
+    }
+
+    /// Route one request; `None` path means 404.
+    fn route(&self, method: &Method, path: &str) -> Response<Vec<u8>> {
+        if method != Method::GET && method != Method::HEAD {
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"GET only\n".to_vec(),
+            );
+        }
+        match path {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.cluster.metrics().render(),
+            ),
+            "/status" => {
+                let body = serde_json::to_vec_pretty(&Status::of(&self.cluster))
+                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+                reply(StatusCode::OK, "application/json", body)
+            }
+            "/" | "/index.html" => reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status::html(&Status::of(&self.cluster)).into_bytes(),
+            ),
+            "/healthz" => {
+                let ready = self.cluster.table().len();
+                if ready > 0 {
+                    reply(
+                        StatusCode::OK,
+                        "text/plain",
+                        format!("ready: {ready} node(s)\n").into_bytes(),
+                    )
+                } else {
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        b"no ready node\n".to_vec(),
+                    )
+                }
+            }
+            "/liveness" => reply(StatusCode::OK, "text/plain", b"alive\n".to_vec()),
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let length = body.len();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, length.into());
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let request = session.req_header();
+        let method = request.method.clone();
+        let path = request.uri.path().to_string();
+        let mut response = self.route(&method, &path);
+        if method == Method::HEAD {
+            response.body_mut().clear();
+        }
+        response
+    }
+}

@@ -1,0 +1,344 @@
+//! The cluster: every configured node's health record plus the router. Probes and the proxy
+//! report evidence here; a flip of a node's state is logged, counted, and rebuilds the
+//! routing table — nothing else does.
+
+use crate::admin::Metrics;
+use crate::config::Config;
+use crate::health::{Flip, HealthMachine, NodeState, Observation, ProbeOutcome, Thresholds};
+use crate::routing::{Backend, Router, RoutingTable};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+use tokio::sync::Notify;
+
+/// Why the cluster could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A node's host did not resolve to an address.
+    #[error("nodes[{index}] ({name}): cannot resolve {host:?}: {reason}")]
+    Resolve {
+        /// Index in the node list.
+        index: usize,
+        /// Node name.
+        name: String,
+        /// Host as configured.
+        host: String,
+        /// Resolver message.
+        reason: String,
+    },
+    /// The metrics registry rejected a metric (a bug, not an input problem).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// What is known about one node, for `/status` and the status page.
+#[derive(Clone, Debug)]
+pub struct NodeReport {
+    /// Node name.
+    pub name: String,
+    /// Traffic address.
+    pub address: SocketAddr,
+    /// Health (internal API) address.
+    pub health_address: SocketAddr,
+    /// Current state.
+    pub state: NodeState,
+    /// When the node entered its current state.
+    pub since: SystemTime,
+    /// Faulty CApps from the last readiness answer.
+    pub faulty_capps: Vec<String>,
+    /// The most recent failure reason, if the last evidence was a failure.
+    pub last_error: Option<String>,
+    /// Weight under `weighted`.
+    pub weight: u32,
+    /// Requests in flight to the node.
+    pub in_flight: usize,
+}
+
+#[derive(Debug)]
+struct NodeHealth {
+    machine: HealthMachine,
+    since: SystemTime,
+    faulty_capps: Vec<String>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    health: Mutex<NodeHealth>,
+    /// Mirror of the state for lock-free reads by table rebuilds.
+    state: AtomicU8,
+    /// Wakes the node's poller for an immediate readiness round (after a passive eviction).
+    recheck: Notify,
+}
+
+/// Every node's health and the routing table built from it.
+pub struct Cluster {
+    backends: Box<[Arc<Backend>]>,
+    slots: Box<[Slot]>,
+    router: Router,
+    thresholds: Thresholds,
+    metrics: Metrics,
+}
+
+impl Cluster {
+    /// Resolve every node and build the cluster; every node starts in `starting`.
+    pub fn new(config: &Config, metrics: Metrics) -> Result<Cluster, ClusterError> {
+        let mut backends = Vec::with_capacity(config.nodes.len());
+        for (index, node) in config.nodes.iter().enumerate() {
+            let resolve = |port: u16| -> Result<SocketAddr, ClusterError> {
+                (node.host.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_string()))
+                    .map_err(|reason| ClusterError::Resolve {
+                        index,
+                        name: node.name.clone(),
+                        host: node.host.clone(),
+                        reason,
+                    })
+            };
+            let counters = metrics.register_node(&node.name);
+            backends.push(Arc::new(Backend::new(
+                index,
+                node.name.clone(),
+                node.host.clone(),
+                resolve(node.traffic_port)?,
+                resolve(node.health_port)?,
+                node.weight,
+                counters,
+            )));
+        }
+        let now = SystemTime::now();
+        let slots = backends
+            .iter()
+            .map(|_| Slot {
+                health: Mutex::new(NodeHealth {
+                    machine: HealthMachine::new(),
+                    since: now,
+                    faulty_capps: Vec::new(),
+                    last_error: None,
+                }),
+                state: AtomicU8::new(NodeState::Starting.to_u8()),
+                recheck: Notify::new(),
+            })
+            .collect();
+        Ok(Cluster {
+            backends: backends.into_boxed_slice(),
+            slots,
+            router: Router::new(config.balancing.algorithm),
+            thresholds: Thresholds {
+                success: config.readiness.success_threshold,
+                failure: config.readiness.failure_threshold,
+                liveness_failure: config.liveness.failure_threshold,
+            },
+            metrics,
+        })
+    }
+
+    /// Every configured node, indexed by id.
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    /// The metrics this cluster reports into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The current routing table (one lock-free load).
+    pub fn table(&self) -> arc_swap::Guard<Arc<RoutingTable>> {
+        self.router.load()
+    }
+
+    /// The node's current state.
+    pub fn state(&self, id: usize) -> NodeState {
+        NodeState::from_u8(self.slots[id].state.load(Ordering::Acquire))
+    }
+
+    /// Whether the node's next readiness round must also connect to its traffic port.
+    pub fn needs_traffic_check(&self, id: usize) -> bool {
+        self.lock(id).machine.needs_traffic_check()
+    }
+
+    /// Resolves when someone asked for an immediate readiness round of this node.
+    pub async fn recheck_requested(&self, id: usize) {
+        self.slots[id].recheck.notified().await;
+    }
+
+    /// A readiness round: `/healthz`, plus the traffic-port connect if the round made one.
+    pub fn record_readiness(
+        &self,
+        id: usize,
+        healthz: &ProbeOutcome,
+        traffic: Option<&ProbeOutcome>,
+    ) {
+        let name = &self.backends[id].name;
+        self.metrics.observe_probe(
+            name,
+            "readiness",
+            healthz.result,
+            healthz.elapsed.as_secs_f64(),
+        );
+        if let Some(t) = traffic {
+            self.metrics
+                .observe_probe(name, "tcp", t.result, t.elapsed.as_secs_f64());
+        }
+        // The status code is the truth; faulty CApps are whatever the last answer listed.
+        if healthz.status.is_some() {
+            self.metrics
+                .backend_faulty_capps
+                .with_label_values(&[name])
+                .set(healthz.faulty_capps.len() as i64);
+        }
+        let observation = Observation::Readiness {
+            healthz_ok: healthz.passed(),
+            traffic_ok: traffic.map(ProbeOutcome::passed),
+        };
+        let reason = traffic
+            .filter(|t| !t.passed())
+            .or((!healthz.passed()).then_some(healthz))
+            .map(|o| o.reason.clone());
+        let capps = healthz.status.map(|_| healthz.faulty_capps.clone());
+        self.observe(id, observation, reason, capps);
+    }
+
+    /// A liveness round: `/liveness`, plus the traffic-port connect if configured. A failed
+    /// connect is evidence on its own and evicts at once.
+    pub fn record_liveness(
+        &self,
+        id: usize,
+        liveness: &ProbeOutcome,
+        traffic: Option<&ProbeOutcome>,
+    ) {
+        let name = &self.backends[id].name;
+        self.metrics.observe_probe(
+            name,
+            "liveness",
+            liveness.result,
+            liveness.elapsed.as_secs_f64(),
+        );
+        if let Some(t) = traffic {
+            self.metrics
+                .observe_probe(name, "tcp", t.result, t.elapsed.as_secs_f64());
+            if !t.passed() {
+                self.observe(id, Observation::TrafficFailed, Some(t.reason.clone()), None);
+                return;
+            }
+        }
+        let reason = (!liveness.passed()).then(|| liveness.reason.clone());
+        self.observe(id, Observation::Liveness(liveness.passed()), reason, None);
+    }
+
+    /// Live traffic could not use the node (connect failed, or a pooled connection broke):
+    /// evict at once and ask its poller to verify right away.
+    pub fn traffic_failed(&self, id: usize, reason: String) {
+        self.backends[id].counters.connect_failures.inc();
+        self.observe(id, Observation::TrafficFailed, Some(reason), None);
+        self.slots[id].recheck.notify_one();
+    }
+
+    /// A report of every node, in configuration order.
+    pub fn reports(&self) -> Vec<NodeReport> {
+        self.backends
+            .iter()
+            .map(|b| {
+                let h = self.lock(b.id);
+                NodeReport {
+                    name: b.name.clone(),
+                    address: b.traffic_addr,
+                    health_address: b.health_addr,
+                    state: h.machine.state(),
+                    since: h.since,
+                    faulty_capps: h.faulty_capps.clone(),
+                    last_error: h.last_error.clone(),
+                    weight: b.weight,
+                    in_flight: b.in_flight(),
+                }
+            })
+            .collect()
+    }
+
+    fn lock(&self, id: usize) -> MutexGuard<'_, NodeHealth> {
+        // A poisoned lock only means a panic elsewhere; the record itself stays consistent.
+        self.slots[id]
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn observe(
+        &self,
+        id: usize,
+        observation: Observation,
+        reason: Option<String>,
+        capps: Option<Vec<String>>,
+    ) {
+        let flip = {
+            let mut h = self.lock(id);
+            if let Some(capps) = capps {
+                h.faulty_capps = capps;
+            }
+            if reason.is_some() {
+                h.last_error = reason.clone();
+            }
+            let flip = h.machine.observe(observation, &self.thresholds);
+            if let Some(f) = flip {
+                h.since = SystemTime::now();
+                if f.to == NodeState::Ready {
+                    h.last_error = None;
+                }
+                self.slots[id].state.store(f.to.to_u8(), Ordering::Release);
+                // Under the node's lock, so concurrent flips cannot leave gauges out of order.
+                self.record_flip(id, f, reason.as_deref());
+            }
+            flip
+        };
+        if flip.is_some_and(|f| f.from == NodeState::Ready || f.to == NodeState::Ready) {
+            self.rebuild_table();
+        }
+    }
+
+    fn record_flip(&self, id: usize, flip: Flip, reason: Option<&str>) {
+        let name = &self.backends[id].name;
+        let reason = reason.unwrap_or(match flip.to {
+            NodeState::Ready => "readiness passed and traffic port accepts",
+            NodeState::NotReady => "alive again; readiness not yet passed",
+            _ => "no reason recorded",
+        });
+        log::info!(
+            "node={name} from={} to={} reason={reason:?}",
+            flip.from,
+            flip.to
+        );
+        self.metrics
+            .backend_transitions_total
+            .with_label_values(&[name, flip.to.as_str()])
+            .inc();
+        self.metrics.set_state(name, flip.to);
+    }
+
+    /// Publish a new table of the nodes that are ready now.
+    fn rebuild_table(&self) {
+        self.router.publish(
+            || {
+                self.backends
+                    .iter()
+                    .filter(|b| self.state(b.id) == NodeState::Ready)
+                    .cloned()
+                    .collect()
+            },
+            |table| {
+                self.metrics.ready_backends.set(table.len() as i64);
+                self.metrics
+                    .routing_table_generation
+                    .set(table.generation() as i64);
+                log::debug!(
+                    "routing table generation {} with {} ready node(s)",
+                    table.generation(),
+                    table.len()
+                );
+            },
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Configuration: one YAML file → a validated, typed [`Config`].
+//!
+//! The serde model (`raw`) never leaves this module; everything else uses the types here.
+//! Every error names the file, the line and column where known, and the key path.
+
+mod error;
+mod raw;
+mod validate;
+
+pub use error::{ConfigError, Invalid};
+pub use validate::MAX_RETRIES;
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Traffic listeners.
+    pub listen: Vec<SocketAddr>,
+    /// The admin listener (`/metrics`, `/status`, `/`, `/healthz`, `/liveness`).
+    pub admin: SocketAddr,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// The MI nodes, in file order; a node's index here is its id everywhere else.
+    pub nodes: Vec<NodeConfig>,
+    /// The readiness probe (`/healthz`).
+    pub readiness: ReadinessConfig,
+    /// The liveness probe (`/liveness` and a TCP connect to the traffic port).
+    pub liveness: LivenessConfig,
+    /// How traffic is spread and retried.
+    pub balancing: BalancingConfig,
+}
+
+/// One MI node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Unique name used in metrics, logs and `/status`.
+    pub name: String,
+    /// Host name or IP address.
+    pub host: String,
+    /// HTTP pass-through port that client traffic goes to (8280 + offset).
+    pub traffic_port: u16,
+    /// Internal API port that serves `/healthz` and `/liveness` (9191 + offset).
+    pub health_port: u16,
+    /// Relative share of traffic under `weighted` (1–1000).
+    pub weight: u32,
+}
+
+/// Readiness probe settings. Defaults follow MI's docs: `/healthz` every 1 s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessConfig {
+    /// Path on the health port (default `/healthz`).
+    pub path: String,
+    /// Time between probes (default 1 s).
+    pub period: Duration,
+    /// Deadline for a whole probe: connect, request, response (default 1 s, ≤ period).
+    pub timeout: Duration,
+    /// Wait before the first probe (default 0 s).
+    pub initial_delay: Duration,
+    /// Consecutive passes that make a node ready (default 1).
+    pub success_threshold: u32,
+    /// Consecutive failures that make a ready node not ready (default 3).
+    pub failure_threshold: u32,
+}
+
+/// Liveness probe settings. Defaults: `/liveness` plus a TCP connect every 5 s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// Path on the health port (default `/liveness`).
+    pub path: String,
+    /// Also connect to the traffic port (default true): MI's shutdown trap shows only there.
+    pub tcp: bool,
+    /// Time between probes (default 5 s).
+    pub period: Duration,
+    /// Deadline for a whole probe (default 1 s, ≤ period).
+    pub timeout: Duration,
+    /// Wait before the first probe (default 0 s).
+    pub initial_delay: Duration,
+    /// Consecutive failures that make a node dead (default 3).
+    pub failure_threshold: u32,
+}
+
+/// Load-balancing settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancingConfig {
+    /// How a ready node is chosen (default `round_robin`).
+    pub algorithm: Algorithm,
+    /// Further attempts on other ready nodes after a connect failure (default 2, at most 15).
+    pub retries: usize,
+}
+
+/// Node selection algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Each ready node in turn.
+    RoundRobin,
+    /// In proportion to `weight`, interleaved.
+    Weighted,
+    /// The node with fewer requests in flight (exact for small tables, two random choices above).
+    LeastConnections,
+}
+
+impl Algorithm {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::Weighted => "weighted",
+            Algorithm::LeastConnections => "least_connections",
+        }
+    }
+}
+
+/// Default values, in one place so docs, README and code agree.
+pub mod defaults {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    /// MI's default port offset.
+    pub const OFFSET: i64 = 10;
+    /// Retries after a connect failure.
+    pub const RETRIES: usize = 2;
+
+    /// `0.0.0.0:8280`.
+    pub fn listen() -> Vec<SocketAddr> {
+        vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8280))]
+    }
+
+    /// `127.0.0.1:9300`: the admin listener is loopback unless configured otherwise.
+    pub fn admin() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 9300))
+    }
+
+    /// One worker thread per available core.
+    pub fn threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        ReadinessConfig {
+            path: "/healthz".into(),
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            initial_delay: Duration::ZERO,
+            success_threshold: 1,
+            failure_threshold: 3,
+        }
+    }
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            path: "/liveness".into(),
+            tcp: true,
+            period: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            initial_delay: Duration::ZERO,
+            failure_threshold: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::from_yaml(&file, &text)
+    }
+
+    /// Parse and validate YAML text; `file` is the name errors will carry.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let raw = parse(file, text)?;
+        validate::validate(raw).map_err(|e| e.in_file(file))
+    }
+
+    /// A one-line summary, as printed by `--check`.
+    pub fn summary(&self) -> String {
+        let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
+        format!(
+            "{} node(s), listen {}, admin {}, {} thread(s), {} with {} retries",
+            self.nodes.len(),
+            listen.join(","),
+            self.admin,
+            self.threads,
+            self.balancing.algorithm.as_str(),
+            self.balancing.retries
+        )
+    }
+}
+
+/// Deserialise with both the YAML position (from serde-saphyr) and the key path (from
+/// serde_path_to_error) of the first problem.
+fn parse(file: &str, text: &str) -> Result<raw::RawConfig, ConfigError> {
+    if text.trim().is_empty() {
+        return Err(error::RuleError {
+            position: None,
+            path: String::new(),
+            message: "the file is empty; a configuration needs at least `nodes`".into(),
+        }
+        .in_file(file));
+    }
+    let mut path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = key_path(e.path());
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let position = e.location().map(|l| (l.line(), l.column()));
+        let message = e.without_snippet().to_string();
+        // saphyr appends " at line L, column C"; the position is reported separately.
+        let message = match message.rfind(" at line ") {
+            Some(cut) if position.is_some() => message[..cut].to_string(),
+            _ => message,
+        };
+        error::RuleError {
+            position,
+            path,
+            message,
+        }
+        .in_file(file)
+    })
+}
+
+/// `nodes[1].offset` from serde's path, without the inner field of `Spanned` wrappers (the
+/// schema has no key named `value`, so every such segment is the wrapper's).
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key == "value" => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

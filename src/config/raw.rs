@@ -1,0 +1,92 @@
+//! The serde model of the YAML file. Private to `config`: everything else sees only the
+//! validated [`super::Config`]. Values that a validation rule may reject are `Spanned`, so
+//! the error can point at their line and column.
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub listen: Option<Spanned<OneOrMany>>,
+    pub admin: Option<Spanned<String>>,
+    pub threads: Option<Spanned<usize>>,
+    pub nodes: Spanned<Vec<Spanned<RawNode>>>,
+    #[serde(default)]
+    pub readiness: RawReadiness,
+    #[serde(default)]
+    pub liveness: RawLiveness,
+    #[serde(default)]
+    pub balancing: RawBalancing,
+}
+
+/// `listen` accepts a single address or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// One entry of `nodes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNode {
+    pub name: Option<Spanned<String>>,
+    pub host: Spanned<String>,
+    pub offset: Option<Spanned<i64>>,
+    pub traffic_port: Option<Spanned<i64>>,
+    pub health_port: Option<Spanned<i64>>,
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// The `readiness` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReadiness {
+    pub path: Option<Spanned<String>>,
+    pub period: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub initial_delay: Option<Spanned<HumanDuration>>,
+    pub success_threshold: Option<Spanned<i64>>,
+    pub failure_threshold: Option<Spanned<i64>>,
+}
+
+/// The `liveness` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLiveness {
+    pub path: Option<Spanned<String>>,
+    pub tcp: Option<bool>,
+    pub period: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub initial_delay: Option<Spanned<HumanDuration>>,
+    pub failure_threshold: Option<Spanned<i64>>,
+}
+
+/// The `balancing` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBalancing {
+    pub algorithm: Option<super::Algorithm>,
+    pub retries: Option<Spanned<i64>>,
+}
+
+/// A duration written as `500ms`, `1s`, `2m` (anything `humantime` reads).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write it like 500ms, 1s or 2m"
+                ))
+            })
+    }
+}

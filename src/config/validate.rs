@@ -1,0 +1,382 @@
+//! Turns the serde model into a typed [`Config`], one small function per rule.
+
+use super::error::RuleError;
+use super::raw::{HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness};
+use super::{
+    Algorithm, BalancingConfig, Config, LivenessConfig, NodeConfig, ReadinessConfig, defaults,
+};
+use serde_saphyr::Spanned;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// MI's base ports: traffic (HTTP pass-through) and the internal API that serves the probes.
+const MI_TRAFFIC_BASE: i64 = 8280;
+const MI_HEALTH_BASE: i64 = 9191;
+/// Upper bounds that keep a typo from becoming a resource problem.
+const MAX_WEIGHT: i64 = 1000;
+const MAX_THREADS: usize = 1024;
+/// Retries are bounded so the per-request record of tried nodes never allocates.
+pub const MAX_RETRIES: i64 = 15;
+
+type Rule<T> = Result<T, RuleError>;
+
+/// Validate every rule and build the typed configuration.
+pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
+    let listen = listen_addresses(raw.listen.as_ref())?;
+    let admin = match &raw.admin {
+        Some(text) => socket_addr(text, "admin")?,
+        None => defaults::admin(),
+    };
+    let threads = match &raw.threads {
+        Some(t) => in_range(t, "threads", 1, MAX_THREADS)?,
+        None => defaults::threads(),
+    };
+    let nodes = nodes(&raw.nodes)?;
+    let readiness = readiness(&raw.readiness)?;
+    let liveness = liveness(&raw.liveness)?;
+    let retries = match &raw.balancing.retries {
+        Some(r) => int_in_range(r, "balancing.retries", 0, MAX_RETRIES)? as usize,
+        None => defaults::RETRIES,
+    };
+    Ok(Config {
+        listen,
+        admin,
+        threads,
+        nodes,
+        readiness,
+        liveness,
+        balancing: BalancingConfig {
+            algorithm: raw.balancing.algorithm.unwrap_or(Algorithm::RoundRobin),
+            retries,
+        },
+    })
+}
+
+fn position<T>(spanned: &Spanned<T>) -> Option<(u64, u64)> {
+    let at = spanned.referenced;
+    (at.line() > 0).then(|| (at.line(), at.column()))
+}
+
+fn fail<T, S>(at: &Spanned<S>, path: impl Into<String>, message: impl Into<String>) -> Rule<T> {
+    Err(RuleError {
+        position: position(at),
+        path: path.into(),
+        message: message.into(),
+    })
+}
+
+fn socket_addr(text: &Spanned<String>, path: &str) -> Rule<SocketAddr> {
+    match text.value.trim().parse() {
+        Ok(addr) => Ok(addr),
+        Err(_) => fail(
+            text,
+            path,
+            format!(
+                "{:?} is not a socket address; write it as IP:PORT, e.g. 127.0.0.1:9300",
+                text.value
+            ),
+        ),
+    }
+}
+
+fn listen_addresses(listen: Option<&Spanned<OneOrMany>>) -> Rule<Vec<SocketAddr>> {
+    let Some(listen) = listen else {
+        return Ok(defaults::listen());
+    };
+    let texts: Vec<&String> = match &listen.value {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many.iter().collect(),
+    };
+    if texts.is_empty() {
+        return fail(listen, "listen", "at least one listen address is needed");
+    }
+    let mut seen = Vec::with_capacity(texts.len());
+    for (i, text) in texts.into_iter().enumerate() {
+        let path = format!("listen[{i}]");
+        let Ok(addr) = text.trim().parse::<SocketAddr>() else {
+            return fail(
+                listen,
+                path,
+                format!("{text:?} is not a socket address; write it as IP:PORT, e.g. 0.0.0.0:8280"),
+            );
+        };
+        if seen.contains(&addr) {
+            return fail(listen, path, format!("{addr} is listed twice"));
+        }
+        seen.push(addr);
+    }
+    Ok(seen)
+}
+
+fn int_in_range(value: &Spanned<i64>, path: &str, min: i64, max: i64) -> Rule<i64> {
+    if (min..=max).contains(&value.value) {
+        Ok(value.value)
+    } else {
+        fail(
+            value,
+            path,
+            format!("{} is out of range; it must be {min}–{max}", value.value),
+        )
+    }
+}
+
+fn in_range(value: &Spanned<usize>, path: &str, min: usize, max: usize) -> Rule<usize> {
+    if (min..=max).contains(&value.value) {
+        Ok(value.value)
+    } else {
+        fail(
+            value,
+            path,
+            format!("{} is out of range; it must be {min}–{max}", value.value),
+        )
+    }
+}
+
+fn threshold(value: Option<&Spanned<i64>>, path: &str, default: u32) -> Rule<u32> {
+    match value {
+        None => Ok(default),
+        Some(v) if v.value >= 1 && v.value <= i64::from(u32::MAX) => Ok(v.value as u32),
+        Some(v) => fail(
+            v,
+            path,
+            format!("{} is not allowed; a threshold must be ≥ 1", v.value),
+        ),
+    }
+}
+
+fn duration(
+    value: Option<&Spanned<HumanDuration>>,
+    path: &str,
+    default: Duration,
+    allow_zero: bool,
+) -> Rule<Duration> {
+    match value {
+        None => Ok(default),
+        Some(v) if v.value.0.is_zero() && !allow_zero => fail(v, path, "must be greater than zero"),
+        Some(v) => Ok(v.value.0),
+    }
+}
+
+fn probe_path(value: Option<&Spanned<String>>, path: &str, default: &str) -> Rule<String> {
+    match value {
+        None => Ok(default.to_string()),
+        Some(v) if v.value.starts_with('/') && !v.value.chars().any(char::is_whitespace) => {
+            Ok(v.value.clone())
+        }
+        Some(v) => fail(
+            v,
+            path,
+            format!("{:?} must start with '/' and contain no spaces", v.value),
+        ),
+    }
+}
+
+fn timeout_within_period(
+    timeout: Duration,
+    period: Duration,
+    at: Option<&Spanned<HumanDuration>>,
+    section: &str,
+) -> Rule<()> {
+    if timeout <= period {
+        return Ok(());
+    }
+    let message = format!(
+        "timeout {} is longer than period {}; probes would overlap",
+        humantime::format_duration(timeout),
+        humantime::format_duration(period)
+    );
+    let path = format!("{section}.timeout");
+    match at {
+        Some(at) => fail(at, path, message),
+        None => Err(RuleError {
+            position: None,
+            path,
+            message,
+        }),
+    }
+}
+
+fn readiness(raw: &RawReadiness) -> Rule<ReadinessConfig> {
+    let d = ReadinessConfig::default();
+    let config = ReadinessConfig {
+        path: probe_path(raw.path.as_ref(), "readiness.path", &d.path)?,
+        period: duration(raw.period.as_ref(), "readiness.period", d.period, false)?,
+        timeout: duration(raw.timeout.as_ref(), "readiness.timeout", d.timeout, false)?,
+        initial_delay: duration(
+            raw.initial_delay.as_ref(),
+            "readiness.initial_delay",
+            d.initial_delay,
+            true,
+        )?,
+        success_threshold: threshold(
+            raw.success_threshold.as_ref(),
+            "readiness.success_threshold",
+            d.success_threshold,
+        )?,
+        failure_threshold: threshold(
+            raw.failure_threshold.as_ref(),
+            "readiness.failure_threshold",
+            d.failure_threshold,
+        )?,
+    };
+    timeout_within_period(
+        config.timeout,
+        config.period,
+        raw.timeout.as_ref().or(raw.period.as_ref()),
+        "readiness",
+    )?;
+    Ok(config)
+}
+
+fn liveness(raw: &RawLiveness) -> Rule<LivenessConfig> {
+    let d = LivenessConfig::default();
+    let config = LivenessConfig {
+        path: probe_path(raw.path.as_ref(), "liveness.path", &d.path)?,
+        tcp: raw.tcp.unwrap_or(d.tcp),
+        period: duration(raw.period.as_ref(), "liveness.period", d.period, false)?,
+        timeout: duration(raw.timeout.as_ref(), "liveness.timeout", d.timeout, false)?,
+        initial_delay: duration(
+            raw.initial_delay.as_ref(),
+            "liveness.initial_delay",
+            d.initial_delay,
+            true,
+        )?,
+        failure_threshold: threshold(
+            raw.failure_threshold.as_ref(),
+            "liveness.failure_threshold",
+            d.failure_threshold,
+        )?,
+    };
+    timeout_within_period(
+        config.timeout,
+        config.period,
+        raw.timeout.as_ref().or(raw.period.as_ref()),
+        "liveness",
+    )?;
+    Ok(config)
+}
+
+/// A port given explicitly (`{prefix}.{field}`), or derived as MI does: base + offset.
+fn port(
+    explicit: Option<&Spanned<i64>>,
+    offset: Option<&Spanned<i64>>,
+    base: i64,
+    prefix: &str,
+    field: &str,
+) -> Rule<u16> {
+    if let Some(p) = explicit {
+        return match u16::try_from(p.value) {
+            Ok(port) if port >= 1 => Ok(port),
+            _ => fail(
+                p,
+                format!("{prefix}.{field}"),
+                format!("port {} is outside 1–65535", p.value),
+            ),
+        };
+    }
+    let offset_value = offset.map_or(defaults::OFFSET, |o| o.value);
+    let derived = base.saturating_add(offset_value);
+    match u16::try_from(derived) {
+        Ok(port) if port >= 1 => Ok(port),
+        _ => {
+            let message = format!(
+                "offset {offset_value} puts {field} at {base}{offset_value:+} = {derived}, outside 1–65535"
+            );
+            match offset {
+                Some(o) => fail(o, format!("{prefix}.offset"), message),
+                None => Err(RuleError {
+                    position: None,
+                    path: format!("{prefix}.{field}"),
+                    message,
+                }),
+            }
+        }
+    }
+}
+
+fn node(raw: &Spanned<RawNode>, index: usize) -> Rule<NodeConfig> {
+    let n = &raw.value;
+    let prefix = format!("nodes[{index}]");
+    let host = n.host.value.trim().to_string();
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return fail(
+            &n.host,
+            format!("{prefix}.host"),
+            format!("{:?} is not a host name or IP address", n.host.value),
+        );
+    }
+    let traffic_port = port(
+        n.traffic_port.as_ref(),
+        n.offset.as_ref(),
+        MI_TRAFFIC_BASE,
+        &prefix,
+        "traffic_port",
+    )?;
+    let health_port = port(
+        n.health_port.as_ref(),
+        n.offset.as_ref(),
+        MI_HEALTH_BASE,
+        &prefix,
+        "health_port",
+    )?;
+    let weight = match &n.weight {
+        Some(w) => int_in_range(w, &format!("{prefix}.weight"), 1, MAX_WEIGHT)? as u32,
+        None => 1,
+    };
+    let name = match &n.name {
+        Some(name) if name.value.trim().is_empty() => {
+            return fail(
+                name,
+                format!("{prefix}.name"),
+                "a node name cannot be empty",
+            );
+        }
+        Some(name) => name.value.trim().to_string(),
+        None => format!("{host}:{traffic_port}"),
+    };
+    Ok(NodeConfig {
+        name,
+        host,
+        traffic_port,
+        health_port,
+        weight,
+    })
+}
+
+fn nodes(raw: &Spanned<Vec<Spanned<RawNode>>>) -> Rule<Vec<NodeConfig>> {
+    if raw.value.is_empty() {
+        return fail(raw, "nodes", "at least one node is needed");
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut addresses: HashMap<(String, u16), usize> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.value.len());
+    for (i, spanned) in raw.value.iter().enumerate() {
+        let node = node(spanned, i)?;
+        if let Some(first) = names.insert(node.name.clone(), i) {
+            let at = spanned
+                .value
+                .name
+                .as_ref()
+                .map_or(position(spanned), position);
+            return Err(RuleError {
+                position: at,
+                path: format!("nodes[{i}].name"),
+                message: format!("{:?} is already the name of nodes[{first}]", node.name),
+            });
+        }
+        let key = (node.host.to_ascii_lowercase(), node.traffic_port);
+        if let Some(first) = addresses.insert(key, i) {
+            return Err(RuleError {
+                position: position(spanned),
+                path: format!("nodes[{i}]"),
+                message: format!(
+                    "traffic address {}:{} is already used by nodes[{first}]",
+                    node.host, node.traffic_port
+                ),
+            });
+        }
+        out.push(node);
+    }
+    Ok(out)
+}

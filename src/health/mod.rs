@@ -1,0 +1,11 @@
+//! Health checking: probes (HTTP on the health port, TCP on the traffic port), the lenient
+//! `/healthz` body reader, the pure state machine, and the per-node poller.
+
+pub mod body;
+pub mod poller;
+pub mod probe;
+mod state;
+
+pub use poller::ProbeSettings;
+pub use probe::{ProbeOutcome, ProbeResult};
+pub use state::{Flip, HealthMachine, NodeState, Observation, Thresholds};

@@ -1,0 +1,112 @@
+//! The poller: one task per node runs its readiness and liveness rounds on their periods
+//! (with jitter, so a large cluster is not probed in lockstep) and reports to the cluster.
+
+use super::probe;
+use crate::cluster::Cluster;
+use crate::config::{LivenessConfig, ReadinessConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+
+/// Periods vary by up to ± this share, so probes of many nodes spread out over time.
+const JITTER: f64 = 0.1;
+
+/// Probe settings shared by every node's task.
+#[derive(Clone, Debug)]
+pub struct ProbeSettings {
+    /// Readiness probe.
+    pub readiness: ReadinessConfig,
+    /// Liveness probe.
+    pub liveness: LivenessConfig,
+}
+
+/// Start one polling task per node on the current runtime; they stop when `shutdown` turns
+/// true or its sender is dropped.
+pub fn spawn_all(
+    cluster: &Arc<Cluster>,
+    settings: &ProbeSettings,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..cluster.backends().len())
+        .map(|id| {
+            tokio::spawn(poll_node(
+                cluster.clone(),
+                id,
+                settings.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// `period` varied by ± [`JITTER`].
+fn jittered(period: Duration) -> Duration {
+    let factor = 1.0 + JITTER * (2.0 * fastrand::f64() - 1.0);
+    period.mul_f64(factor)
+}
+
+/// The first probe: after the initial delay, plus a random part of one jitter window so
+/// nodes configured together are not probed together.
+fn first_at(now: Instant, initial_delay: Duration, period: Duration) -> Instant {
+    now + initial_delay + period.mul_f64(JITTER * fastrand::f64())
+}
+
+async fn poll_node(
+    cluster: Arc<Cluster>,
+    id: usize,
+    settings: ProbeSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let now = Instant::now();
+    let r = &settings.readiness;
+    let l = &settings.liveness;
+    let mut next_readiness = first_at(now, r.initial_delay, r.period);
+    let mut next_liveness = first_at(now, l.initial_delay, l.period);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if shutdown.has_changed().is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+            _ = sleep_until(next_readiness) => {
+                readiness_round(&cluster, id, r).await;
+                next_readiness = Instant::now() + jittered(r.period);
+            }
+            _ = cluster.recheck_requested(id) => {
+                readiness_round(&cluster, id, r).await;
+                next_readiness = Instant::now() + jittered(r.period);
+            }
+            _ = sleep_until(next_liveness) => {
+                liveness_round(&cluster, id, l).await;
+                next_liveness = Instant::now() + jittered(l.period);
+            }
+        }
+    }
+}
+
+/// `/healthz`, and, while the node is out of the table, a connect to its traffic port:
+/// readmission needs both.
+async fn readiness_round(cluster: &Cluster, id: usize, r: &ReadinessConfig) {
+    let backend = &cluster.backends()[id];
+    let traffic = if cluster.needs_traffic_check(id) {
+        Some(probe::tcp(backend.traffic_addr, r.timeout).await)
+    } else {
+        None
+    };
+    let healthz = probe::readiness(backend.health_addr, &backend.host, &r.path, r.timeout).await;
+    cluster.record_readiness(id, &healthz, traffic.as_ref());
+}
+
+/// `/liveness`, and a connect to the traffic port if `tcp` is on.
+async fn liveness_round(cluster: &Cluster, id: usize, l: &LivenessConfig) {
+    let backend = &cluster.backends()[id];
+    let liveness = probe::liveness(backend.health_addr, &backend.host, &l.path, l.timeout).await;
+    let traffic = if l.tcp {
+        Some(probe::tcp(backend.traffic_addr, l.timeout).await)
+    } else {
+        None
+    };
+    cluster.record_liveness(id, &liveness, traffic.as_ref());
+}

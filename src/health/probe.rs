@@ -1,0 +1,263 @@
+//! Probes: an HTTP GET on the health port and a TCP connect to the traffic port.
+//!
+//! Each probe runs under one deadline (connect, request, answer and body together), reads at
+//! most [`MAX_ANSWER_BYTES`] of the answer, and reports every outcome as a value: a malformed
+//! or hostile answer is a failed probe with a reason, never a panic.
+
+use super::body;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// A probe reads at most this much of an answer body (and buffers at most this much of its head).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How a probe ended; the `result` label of `healthgate_probes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// The node passed.
+    Success,
+    /// The node answered, and the answer says no (e.g. `/healthz` 500).
+    Failure,
+    /// No complete answer within the deadline.
+    Timeout,
+    /// Refused, reset, or not HTTP.
+    Error,
+}
+
+impl ProbeResult {
+    /// Every result, for pre-registering metric label sets.
+    pub const ALL: [ProbeResult; 4] = [
+        ProbeResult::Success,
+        ProbeResult::Failure,
+        ProbeResult::Timeout,
+        ProbeResult::Error,
+    ];
+
+    /// The metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeResult::Success => "success",
+            ProbeResult::Failure => "failure",
+            ProbeResult::Timeout => "timeout",
+            ProbeResult::Error => "error",
+        }
+    }
+}
+
+/// The outcome of one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    /// Pass, fail, timeout or error.
+    pub result: ProbeResult,
+    /// Why it did not pass (empty on success).
+    pub reason: String,
+    /// The HTTP status, if an answer head arrived.
+    pub status: Option<u16>,
+    /// Faulty CApp names from a `/healthz` answer (readiness only).
+    pub faulty_capps: Vec<String>,
+    /// How long the probe took.
+    pub elapsed: Duration,
+}
+
+impl ProbeOutcome {
+    fn new(result: ProbeResult, reason: String, started: Instant) -> ProbeOutcome {
+        ProbeOutcome {
+            result,
+            reason,
+            status: None,
+            faulty_capps: Vec::new(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Whether the probe passed.
+    pub fn passed(&self) -> bool {
+        self.result == ProbeResult::Success
+    }
+}
+
+/// An HTTP answer, cut at [`MAX_ANSWER_BYTES`].
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    truncated: bool,
+}
+
+#[derive(Debug)]
+enum GetError {
+    Timeout,
+    Failed(String),
+}
+
+/// `GET /healthz`: passes only on 200. A 500 carries faulty CApp names, read leniently.
+pub async fn readiness(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    deadline: Duration,
+) -> ProbeOutcome {
+    let started = Instant::now();
+    match get(addr, host, path, deadline).await {
+        Ok(answer) => {
+            let mut outcome = if answer.status == 200 {
+                ProbeOutcome::new(ProbeResult::Success, String::new(), started)
+            } else {
+                let capps = body::faulty_capps(&answer.body);
+                let reason = if capps.is_empty() {
+                    format!("{path} answered {}", answer.status)
+                } else {
+                    format!(
+                        "{path} answered {}: faulty CApps {}",
+                        answer.status,
+                        capps.join(", ")
+                    )
+                };
+                let mut outcome = ProbeOutcome::new(ProbeResult::Failure, reason, started);
+                outcome.faulty_capps = capps;
+                outcome
+            };
+            if answer.truncated {
+                log::debug!("{addr}{path}: answer body cut at {MAX_ANSWER_BYTES} bytes");
+            }
+            outcome.status = Some(answer.status);
+            outcome
+        }
+        Err(e) => failed(e, addr, path, deadline, started),
+    }
+}
+
+/// `GET /liveness`: MI answers 200 while the process runs and never says "not live"; MI 4.1
+/// and older answer 404. Any answer below 500 therefore proves the process is alive.
+pub async fn liveness(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    deadline: Duration,
+) -> ProbeOutcome {
+    let started = Instant::now();
+    match get(addr, host, path, deadline).await {
+        Ok(answer) => {
+            let mut outcome = if answer.status < 500 {
+                ProbeOutcome::new(ProbeResult::Success, String::new(), started)
+            } else {
+                let reason = format!("{path} answered {}", answer.status);
+                ProbeOutcome::new(ProbeResult::Failure, reason, started)
+            };
+            outcome.status = Some(answer.status);
+            outcome
+        }
+        Err(e) => failed(e, addr, path, deadline, started),
+    }
+}
+
+/// A TCP connect to the traffic port, closed at once.
+pub async fn tcp(addr: SocketAddr, deadline: Duration) -> ProbeOutcome {
+    let started = Instant::now();
+    match tokio::time::timeout(deadline, TcpStream::connect(addr)).await {
+        Ok(Ok(_stream)) => ProbeOutcome::new(ProbeResult::Success, String::new(), started),
+        Ok(Err(e)) => ProbeOutcome::new(
+            ProbeResult::Error,
+            format!("traffic port {addr}: {e}"),
+            started,
+        ),
+        Err(_) => ProbeOutcome::new(
+            ProbeResult::Timeout,
+            format!("traffic port {addr}: no connection within {deadline:?}"),
+            started,
+        ),
+    }
+}
+
+fn failed(
+    e: GetError,
+    addr: SocketAddr,
+    path: &str,
+    deadline: Duration,
+    started: Instant,
+) -> ProbeOutcome {
+    match e {
+        GetError::Timeout => ProbeOutcome::new(
+            ProbeResult::Timeout,
+            format!("{addr}{path}: no complete answer within {deadline:?}"),
+            started,
+        ),
+        GetError::Failed(why) => {
+            ProbeOutcome::new(ProbeResult::Error, format!("{addr}{path}: {why}"), started)
+        }
+    }
+}
+
+/// One GET under one deadline, on a fresh connection that is closed afterwards (as
+/// Kubernetes probes do: no pooled connection can go stale between probes).
+async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    deadline: Duration,
+) -> Result<Answer, GetError> {
+    match tokio::time::timeout(deadline, get_unbounded(addr, host, path)).await {
+        Ok(result) => result.map_err(GetError::Failed),
+        Err(_) => Err(GetError::Timeout),
+    }
+}
+
+async fn get_unbounded(addr: SocketAddr, host: &str, path: &str) -> Result<Answer, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_ANSWER_BYTES.max(8192))
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    // The connection future does the I/O; it is dropped (and the socket closed) with this task.
+    let connection = AbortOnDrop(tokio::spawn(connection));
+    let request = http::Request::get(path)
+        .header(http::header::HOST, format!("{host}:{}", addr.port()))
+        .header(http::header::USER_AGENT, "healthgate")
+        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::new())
+        .map_err(|e| format!("request: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("no valid answer: {e}"))?;
+    let status = response.status().as_u16();
+    let mut incoming = response.into_body();
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| format!("answer {status}, body: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            let room = MAX_ANSWER_BYTES - body.len();
+            if data.len() > room {
+                body.extend_from_slice(&data[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(data);
+        }
+    }
+    drop(connection);
+    Ok(Answer {
+        status,
+        body,
+        truncated,
+    })
+}
+
+/// Aborts a spawned task when dropped, so a timed-out probe leaves nothing running.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

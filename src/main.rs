@@ -1,0 +1,80 @@
+//! The `healthgate` command line: run the proxy, check a configuration, or run the demo.
+
+use clap::{Parser, Subcommand};
+use healthgate::config::Config;
+use healthgate::demo::{self, DemoArgs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A health-aware reverse proxy for WSO2 Micro Integrator clusters.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The YAML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit: 0 and a summary, or 1 and the error.
+    #[arg(long, requires = "config")]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start three simulated MI nodes and the proxy in front of them, and print the URLs.
+    Demo(DemoArgs),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    // Destructured so that a new flag is a compile error until it is handled here.
+    let Cli {
+        config,
+        check,
+        command,
+    } = Cli::parse();
+    match (command, config) {
+        (Some(Command::Demo(args)), _) => exit(demo::run(args)),
+        (None, Some(path)) => {
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            if check {
+                println!("{}: ok: {}", path.display(), config.summary());
+                return ExitCode::SUCCESS;
+            }
+            log::info!("{}: loaded: {}", path.display(), config.summary());
+            match healthgate::server::build(&config) {
+                Ok(built) => built.server.run_forever(),
+                Err(e) => fail(&e),
+            }
+        }
+        (None, None) => {
+            eprintln!("error: give --config FILE (or run `healthgate demo`); see --help");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn exit(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.as_ref()),
+    }
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+/// `RUST_LOG` if set, else `info` for healthgate and `warn` for everything else.
+fn init_logging() {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,healthgate=info,mi_sim=info"),
+    )
+    .format_timestamp_millis()
+    .init();
+}

@@ -1,0 +1,266 @@
+//! The Pingora proxy: picks a ready node from the current snapshot, evicts a node at once
+//! when live traffic cannot reach it, and retries on another ready node (never the same one
+//! twice). When no node is ready it answers 503 with `Retry-After`.
+
+use crate::cluster::Cluster;
+use crate::routing::{InFlight, Tried};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The body of the 503 sent when no node is ready.
+pub const NO_READY_NODE_BODY: &str = "no ready Micro Integrator node is available; retry shortly\n";
+
+/// The `ProxyHttp` implementation.
+pub struct HealthgateProxy {
+    cluster: Arc<Cluster>,
+    retries: usize,
+}
+
+impl HealthgateProxy {
+    /// A proxy over `cluster` that retries up to `retries` times on other nodes.
+    pub fn new(cluster: Arc<Cluster>, retries: usize) -> HealthgateProxy {
+        HealthgateProxy { cluster, retries }
+    }
+
+    /// Whether this request may make another attempt.
+    fn may_retry(&self, ctx: &RequestCtx) -> bool {
+        ctx.tried.len() <= self.retries
+    }
+
+    /// End the current attempt without a response from the node.
+    fn attempt_failed(&self, ctx: &mut RequestCtx) {
+        if let Some(attempt) = ctx.attempt.take() {
+            attempt.backend().counters.count_status(None);
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    /// Nodes this request was already sent to.
+    tried: Tried,
+    /// The node of the attempt in progress; counted in flight while held.
+    attempt: Option<InFlight>,
+    /// Status of the node's response, once its header arrived.
+    upstream_status: Option<u16>,
+    /// Set when the request ends because no (untried) node is ready.
+    no_ready_node: bool,
+    /// When the request arrived.
+    started: Instant,
+}
+
+#[async_trait]
+impl ProxyHttp for HealthgateProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            tried: Tried::default(),
+            attempt: None,
+            upstream_status: None,
+            no_ready_node: false,
+            started: Instant::now(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
+        // Keep (up to Pingora's limit) the request body, so an idempotent request whose
+        // pooled connection broke can be re-sent to another node.
+        session.as_downstream_mut().enable_retry_buffering();
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let table = self.cluster.table();
+        let Some(backend) = table.pick(&ctx.tried) else {
+            ctx.no_ready_node = true;
+            self.cluster.metrics().no_ready_backend_total.inc();
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no ready node left to try",
+            ));
+        };
+        if !ctx.tried.is_empty() {
+            self.cluster.metrics().retries_total.inc();
+        }
+        ctx.tried.push(backend.id);
+        ctx.attempt = Some(InFlight::new(backend.clone()));
+        Ok(Box::new(backend.peer.clone()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(client) = session
+            .as_downstream()
+            .client_addr()
+            .and_then(|a| a.as_inet())
+        {
+            let client_ip = client.ip().to_string();
+            let forwarded_for = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prior) => {
+                    format!("{}, {client_ip}", String::from_utf8_lossy(prior.as_bytes()))
+                }
+                None => client_ip,
+            };
+            upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", "http")?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !upstream_response.status.is_informational() {
+            ctx.upstream_status = Some(upstream_response.status.as_u16());
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // A failed connect to the traffic port is evidence on its own (MI's shutdown trap):
+        // evict at once; the poller re-verifies before readmitting.
+        if let Some(attempt) = &ctx.attempt {
+            self.cluster
+                .traffic_failed(attempt.backend().id, format!("connect to {peer}: {e}"));
+        }
+        self.attempt_failed(ctx);
+        // Nothing was sent, so any request may go to another node.
+        e.set_retry(self.may_retry(ctx));
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        upstream_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // A pooled connection that broke before any answer: the node closed it (MI does so on
+        // shutdown). Treat it like a refused connect.
+        if upstream_reused && e.retry == RetryType::ReusedOnly {
+            if let Some(attempt) = &ctx.attempt {
+                let reason = format!("pooled connection to {peer} broke: {e}");
+                self.cluster.traffic_failed(attempt.backend().id, reason);
+            }
+        }
+        // Pingora's default policy: only idempotent requests with a complete retry buffer,
+        // and only after a failure on a reused connection.
+        let downstream = session.as_downstream();
+        if !downstream.req_header().method.is_idempotent() || downstream.retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(upstream_reused);
+        }
+        if e.retry() && !self.may_retry(ctx) {
+            e.set_retry(false);
+        }
+        if e.retry() || ctx.upstream_status.is_none() {
+            self.attempt_failed(ctx);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        if ctx.no_ready_node {
+            let sent = respond_no_ready_node(session).await;
+            return FailToProxy {
+                error_code: 503,
+                can_reuse_downstream: sent && session.as_downstream_mut().is_body_empty(),
+            };
+        }
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            if let Err(write_error) = session.respond_error(code).await {
+                log::debug!("could not send {code} to the client: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        // Counted in healthgate_no_ready_backend_total; a log line per request would flood.
+        ctx.no_ready_node
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(attempt) = ctx.attempt.take() {
+            attempt.backend().counters.count_status(ctx.upstream_status);
+        }
+        self.cluster
+            .metrics()
+            .request_duration_seconds
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+}
+
+/// Write the contract's 503: `Retry-After: 1` and a one-line body. Returns whether it was sent.
+async fn respond_no_ready_node(session: &mut Session) -> bool {
+    let body = Bytes::from_static(NO_READY_NODE_BODY.as_bytes());
+    let header = (|| -> Result<ResponseHeader> {
+        let mut h = ResponseHeader::build(503, Some(4))?;
+        h.insert_header("retry-after", "1")?;
+        h.insert_header("content-type", "text/plain; charset=utf-8")?;
+        h.insert_header("content-length", body.len().to_string())?;
+        h.insert_header("cache-control", "no-store")?;
+        Ok(h)
+    })();
+    let Ok(header) = header else {
+        return false;
+    };
+    let result = async {
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await
+    }
+    .await;
+    if let Err(e) = &result {
+        log::debug!("could not send 503 to the client: {e}");
+    }
+    result.is_ok()
+}

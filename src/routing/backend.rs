@@ -1,0 +1,148 @@
+//! A node as the hot path sees it: built once at start-up, shared by every snapshot.
+
+use pingora::upstreams::peer::HttpPeer;
+use prometheus::IntCounter;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How long the proxy waits for a TCP connection to a node before trying another.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle pooled connections to a node are closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Status classes counted per node: 1xx–5xx, and `error` for no response at all.
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+/// Per-node request counters, resolved once so the hot path never looks up labels.
+#[derive(Clone, Debug)]
+pub struct BackendCounters {
+    /// `healthgate_upstream_requests_total{node, class}`, indexed like [`STATUS_CLASSES`].
+    pub requests: [IntCounter; 6],
+    /// `healthgate_upstream_connect_failures_total{node}`.
+    pub connect_failures: IntCounter,
+}
+
+impl BackendCounters {
+    /// Count one finished request by its upstream status (`None`: no response).
+    pub fn count_status(&self, status: Option<u16>) {
+        let index = match status {
+            Some(code @ 100..=599) => usize::from(code / 100 - 1),
+            _ => 5,
+        };
+        self.requests[index].inc();
+    }
+}
+
+/// One MI node: identity, addresses, the prebuilt peer, and live load.
+#[derive(Debug)]
+pub struct Backend {
+    /// Index in the configuration's node list; stable for the life of the process.
+    pub id: usize,
+    /// Unique name from the configuration.
+    pub name: String,
+    /// Host as configured (sent as `Host` by probes).
+    pub host: String,
+    /// Resolved traffic address (HTTP pass-through port).
+    pub traffic_addr: SocketAddr,
+    /// Resolved health address (internal API port).
+    pub health_addr: SocketAddr,
+    /// Weight under the `weighted` algorithm.
+    pub weight: u32,
+    /// The upstream peer, built once; the proxy clones it per request.
+    pub peer: HttpPeer,
+    /// Requests currently being proxied to this node (for `least_connections`).
+    in_flight: AtomicUsize,
+    /// Per-node request counters.
+    pub counters: BackendCounters,
+}
+
+impl Backend {
+    /// A backend with its peer prebuilt for plain HTTP to `traffic_addr`.
+    pub fn new(
+        id: usize,
+        name: String,
+        host: String,
+        traffic_addr: SocketAddr,
+        health_addr: SocketAddr,
+        weight: u32,
+        counters: BackendCounters,
+    ) -> Backend {
+        let mut peer = HttpPeer::new(traffic_addr, false, String::new());
+        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        peer.options.idle_timeout = Some(IDLE_TIMEOUT);
+        Backend {
+            id,
+            name,
+            host,
+            traffic_addr,
+            health_addr,
+            weight,
+            peer,
+            in_flight: AtomicUsize::new(0),
+            counters,
+        }
+    }
+
+    /// Requests in flight to this node right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request as in flight to a backend for as long as it lives.
+#[derive(Debug)]
+pub struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    /// Start counting a request against `backend`.
+    pub fn new(backend: Arc<Backend>) -> InFlight {
+        backend.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(backend)
+    }
+
+    /// The backend this request went to.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The nodes a request has already been sent to, so a retry never picks one twice.
+/// Fixed size (retries are capped) so the hot path does not allocate.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tried {
+    ids: [usize; 16],
+    len: usize,
+}
+
+impl Tried {
+    /// Record a node; ignored beyond capacity (retries are validated to fit).
+    pub fn push(&mut self, id: usize) {
+        if self.len < self.ids.len() {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+
+    /// Whether `id` was already tried.
+    pub fn contains(&self, id: usize) -> bool {
+        self.ids[..self.len].contains(&id)
+    }
+
+    /// How many nodes were tried.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no node was tried yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}

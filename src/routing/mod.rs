@@ -1,0 +1,111 @@
+//! The routing table: one immutable snapshot of the ready nodes behind one `ArcSwap`.
+//!
+//! Everything a request needs (ready nodes with prebuilt peers, the selector, the
+//! generation) lives in one [`RoutingTable`], so a request sees one consistent view with a
+//! single lock-free load, and a state flip publishes a whole new table with a single store.
+
+mod backend;
+mod select;
+
+pub use backend::{
+    Backend, BackendCounters, CONNECT_TIMEOUT, IDLE_TIMEOUT, InFlight, STATUS_CLASSES, Tried,
+};
+pub use select::Selector;
+
+use crate::config::Algorithm;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+/// An immutable view of the nodes that may receive traffic.
+#[derive(Debug)]
+pub struct RoutingTable {
+    generation: u64,
+    nodes: Box<[Arc<Backend>]>,
+    selector: Selector,
+}
+
+impl RoutingTable {
+    /// A table over `nodes` (all ready) with the given algorithm.
+    pub fn new(generation: u64, algorithm: Algorithm, nodes: Vec<Arc<Backend>>) -> RoutingTable {
+        let selector = Selector::new(algorithm, &nodes);
+        RoutingTable {
+            generation,
+            nodes: nodes.into_boxed_slice(),
+            selector,
+        }
+    }
+
+    /// Bumped on every rebuild; starts at 0 for the empty table before any verdict.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The ready nodes, in configuration order.
+    pub fn nodes(&self) -> &[Arc<Backend>] {
+        &self.nodes
+    }
+
+    /// Number of ready nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node is ready.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Pick a ready node not yet tried by this request.
+    pub fn pick(&self, tried: &Tried) -> Option<&Arc<Backend>> {
+        self.selector.pick(&self.nodes, tried)
+    }
+}
+
+/// Owns the current table and publishes new ones.
+#[derive(Debug)]
+pub struct Router {
+    current: ArcSwap<RoutingTable>,
+    algorithm: Algorithm,
+    /// Serialises rebuilds so generations are published in order.
+    publish_lock: Mutex<()>,
+}
+
+impl Router {
+    /// A router with an empty table (generation 0): nothing is routable before a verdict.
+    pub fn new(algorithm: Algorithm) -> Router {
+        Router {
+            current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Vec::new())),
+            algorithm,
+            publish_lock: Mutex::new(()),
+        }
+    }
+
+    /// The current table: one lock-free load.
+    pub fn load(&self) -> arc_swap::Guard<Arc<RoutingTable>> {
+        self.current.load()
+    }
+
+    /// The current table as an owned `Arc` (for readers that hold it across awaits).
+    pub fn load_full(&self) -> Arc<RoutingTable> {
+        self.current.load_full()
+    }
+
+    /// Build a table from `ready()` and publish it with the next generation, then let
+    /// `published` see it. Both run under the publish lock, so the last publisher always
+    /// sees the latest states and observers see generations in order.
+    pub fn publish(
+        &self,
+        ready: impl FnOnce() -> Vec<Arc<Backend>>,
+        published: impl FnOnce(&RoutingTable),
+    ) {
+        let _serial = self
+            .publish_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let generation = self.current.load().generation + 1;
+        let table = Arc::new(RoutingTable::new(generation, self.algorithm, ready()));
+        self.current.store(table.clone());
+        published(&table);
+    }
+}

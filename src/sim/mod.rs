@@ -1,0 +1,429 @@
+//! A simulated MI node that behaves as MI-HEALTH-API.md describes: it opens its ports in
+//! MI's order, answers `/healthz` and `/liveness` byte for byte, and can be driven at run
+//! time — faulty CApps, MI-style shutdown, hang, crash, slow startup. Used by the `mi-sim`
+//! binary, `healthgate demo`, the tests and the benchmarks.
+
+pub mod control;
+pub mod mi;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+
+/// How a simulated node starts and behaves.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Node name, sent in the `x-mi-node` header of every traffic response.
+    pub name: String,
+    /// Address both ports bind to.
+    pub ip: IpAddr,
+    /// Pass-through (traffic) port; 0 picks a free one.
+    pub traffic_port: u16,
+    /// Internal API (health) port; 0 picks a free one.
+    pub health_port: u16,
+    /// MI version reported by `/healthz`.
+    pub version: String,
+    /// `update_level` reported by `/healthz`; `None` for MI 4.0, which has no such field.
+    pub update_level: Option<String>,
+    /// CApps that failed to deploy at startup.
+    pub faulty_capps: Vec<String>,
+    /// Time to "deploy CApps" before the ports open (both refuse connections meanwhile).
+    pub startup_delay: Duration,
+    /// On MI-style shutdown, how long `/healthz` keeps answering after the traffic port closed.
+    pub shutdown_grace: Duration,
+    /// Whether `/liveness` exists (MI 4.2 and later); older nodes answer 404 there.
+    pub liveness_endpoint: bool,
+}
+
+impl SimOptions {
+    /// A ready MI 4.4.0 node on loopback with free ports, no startup delay, 2 s shutdown grace.
+    pub fn new(name: impl Into<String>) -> SimOptions {
+        SimOptions {
+            name: name.into(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            traffic_port: 0,
+            health_port: 0,
+            version: "4.4.0".into(),
+            update_level: Some("-".into()),
+            faulty_capps: Vec::new(),
+            startup_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(2),
+            liveness_endpoint: true,
+        }
+    }
+}
+
+/// Where a simulated node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Deploying CApps: both ports refuse connections.
+    Starting,
+    /// Both ports open.
+    Running,
+    /// MI-style shutdown: traffic port closed, `/healthz` still answers.
+    ShuttingDown,
+    /// Everything closed (after shutdown or crash); `restart` brings it back.
+    Stopped,
+}
+
+impl Phase {
+    /// Lower-case name for the control API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::ShuttingDown => "shutting_down",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+/// State shared by the node handle and its serving tasks.
+pub(crate) struct Shared {
+    options: SimOptions,
+    traffic_addr: SocketAddr,
+    health_addr: SocketAddr,
+    faulty: Mutex<Vec<String>>,
+    hung: watch::Sender<bool>,
+    phase: watch::Sender<Phase>,
+    traffic_requests: AtomicU64,
+    health_requests: AtomicU64,
+    node_header: HeaderValue,
+    traffic_body: Bytes,
+    life: Mutex<Option<Life>>,
+}
+
+impl Shared {
+    fn faulty_capps(&self) -> Vec<String> {
+        lock(&self.faulty).clone()
+    }
+}
+
+/// The switches of one run of the node (from start or restart until stopped).
+struct Life {
+    /// Closes everything at once.
+    kill: watch::Sender<bool>,
+    /// Closes the traffic port and its idle connections; in-flight requests finish.
+    close_traffic: watch::Sender<bool>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A handle to a running simulated MI node; clones share the node.
+#[derive(Clone)]
+pub struct SimNode {
+    shared: Arc<Shared>,
+}
+
+impl SimNode {
+    /// Reserve both ports and start the node's life in the background: after
+    /// `startup_delay` the traffic port opens, then the health port (MI's order).
+    /// Must be called inside a Tokio runtime.
+    pub fn start(options: SimOptions) -> io::Result<SimNode> {
+        let traffic = reserve(SocketAddr::new(options.ip, options.traffic_port))?;
+        let health = reserve(SocketAddr::new(options.ip, options.health_port))?;
+        let node_header = HeaderValue::from_str(&options.name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("node name: {e}")))?;
+        let shared = Arc::new(Shared {
+            traffic_addr: traffic.local_addr()?,
+            health_addr: health.local_addr()?,
+            faulty: Mutex::new(options.faulty_capps.clone()),
+            hung: watch::channel(false).0,
+            phase: watch::channel(Phase::Stopped).0,
+            traffic_requests: AtomicU64::new(0),
+            health_requests: AtomicU64::new(0),
+            node_header,
+            traffic_body: Bytes::from(format!("hello from {}\n", options.name)),
+            life: Mutex::new(None),
+            options,
+        });
+        let node = SimNode { shared };
+        node.begin_life(traffic, health);
+        Ok(node)
+    }
+
+    /// Node name.
+    pub fn name(&self) -> &str {
+        &self.shared.options.name
+    }
+
+    /// The pass-through (traffic) address.
+    pub fn traffic_addr(&self) -> SocketAddr {
+        self.shared.traffic_addr
+    }
+
+    /// The internal API (health) address.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.shared.health_addr
+    }
+
+    /// Where the node is in its life.
+    pub fn phase(&self) -> Phase {
+        *self.shared.phase.borrow()
+    }
+
+    /// Wait until the node reaches `phase`.
+    pub async fn wait_for_phase(&self, phase: Phase) {
+        let mut rx = self.shared.phase.subscribe();
+        let _ = rx.wait_for(|p| *p == phase).await;
+    }
+
+    /// Traffic requests answered so far.
+    pub fn traffic_requests(&self) -> u64 {
+        self.shared.traffic_requests.load(Ordering::Relaxed)
+    }
+
+    /// Health requests answered so far.
+    pub fn health_requests(&self) -> u64 {
+        self.shared.health_requests.load(Ordering::Relaxed)
+    }
+
+    /// The faulty CApps `/healthz` reports now.
+    pub fn faulty_capps(&self) -> Vec<String> {
+        self.shared.faulty_capps()
+    }
+
+    /// Replace the faulty CApps (empty: ready again). Like hot deployment, this takes
+    /// effect on the next `/healthz` answer.
+    pub fn set_faulty_capps(&self, capps: Vec<String>) {
+        *lock(&self.shared.faulty) = capps;
+    }
+
+    /// Hot-deploy a CApp that fails.
+    pub fn add_faulty_capp(&self, capp: impl Into<String>) {
+        let capp = capp.into();
+        let mut faulty = lock(&self.shared.faulty);
+        if !faulty.contains(&capp) {
+            faulty.push(capp);
+        }
+    }
+
+    /// Remove a faulty CApp; returns whether it was there.
+    pub fn remove_faulty_capp(&self, capp: &str) -> bool {
+        let mut faulty = lock(&self.shared.faulty);
+        let before = faulty.len();
+        faulty.retain(|c| c != capp);
+        faulty.len() != before
+    }
+
+    /// Hang (`true`): the health port accepts connections and never answers. `false` resumes.
+    pub fn set_hung(&self, hung: bool) {
+        self.shared.hung.send_replace(hung);
+    }
+
+    /// Whether the health port hangs.
+    pub fn is_hung(&self) -> bool {
+        *self.shared.hung.borrow()
+    }
+
+    /// MI's SIGTERM behaviour: close the traffic port and its idle keep-alive connections
+    /// (in-flight requests finish), keep answering `/healthz` 200 for `shutdown_grace`, then
+    /// close everything. Returns at once; see [`SimNode::wait_for_phase`].
+    pub fn shutdown(&self) {
+        let Some((kill, close_traffic)) = self.switches() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            if *shared.phase.borrow() == Phase::Stopped {
+                return;
+            }
+            shared.phase.send_replace(Phase::ShuttingDown);
+            close_traffic.send_replace(true);
+            tokio::time::sleep(shared.options.shutdown_grace).await;
+            kill.send_replace(true);
+        });
+    }
+
+    /// Like `kill -9`: every port and connection closes at once.
+    pub fn crash(&self) {
+        if let Some((kill, _)) = self.switches() {
+            kill.send_replace(true);
+        }
+    }
+
+    /// Start again on the same ports after the node stopped (startup delay applies again).
+    pub fn restart(&self) -> io::Result<()> {
+        if self.phase() != Phase::Stopped {
+            return Err(io::Error::other(format!(
+                "{} is {}, not stopped",
+                self.name(),
+                self.phase().as_str()
+            )));
+        }
+        let traffic = reserve(self.shared.traffic_addr)?;
+        let health = reserve(self.shared.health_addr)?;
+        self.begin_life(traffic, health);
+        Ok(())
+    }
+
+    fn switches(&self) -> Option<(watch::Sender<bool>, watch::Sender<bool>)> {
+        lock(&self.shared.life)
+            .as_ref()
+            .map(|life| (life.kill.clone(), life.close_traffic.clone()))
+    }
+
+    fn begin_life(&self, traffic: TcpSocket, health: TcpSocket) {
+        let (kill, kill_rx) = watch::channel(false);
+        let (close_traffic, close_rx) = watch::channel(false);
+        *lock(&self.shared.life) = Some(Life {
+            kill,
+            close_traffic,
+        });
+        self.shared.phase.send_replace(Phase::Starting);
+        tokio::spawn(live(
+            self.shared.clone(),
+            traffic,
+            health,
+            kill_rx,
+            close_rx,
+        ));
+    }
+}
+
+/// Bind (without listening) so the port is ours but refuses connections, as MI's ports do
+/// while CApps deploy.
+fn reserve(addr: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+async fn live(
+    shared: Arc<Shared>,
+    traffic: TcpSocket,
+    health: TcpSocket,
+    mut kill: watch::Receiver<bool>,
+    close_traffic: watch::Receiver<bool>,
+) {
+    let name = shared.options.name.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(shared.options.startup_delay) => {}
+        _ = turned_on(&mut kill) => {
+            shared.phase.send_replace(Phase::Stopped);
+            return;
+        }
+    }
+    // MI opens the pass-through transports first, the internal API (health) port last.
+    let listeners = traffic
+        .listen(1024)
+        .and_then(|t| Ok((t, health.listen(1024)?)));
+    let (traffic, health) = match listeners {
+        Ok(pair) => pair,
+        Err(e) => {
+            log::error!("mi-sim {name}: cannot listen: {e}");
+            shared.phase.send_replace(Phase::Stopped);
+            return;
+        }
+    };
+    {
+        // Ignore a stale Running if a shutdown already started.
+        let _ = shared.phase.send_if_modified(|p| {
+            let starting = *p == Phase::Starting;
+            if starting {
+                *p = Phase::Running;
+            }
+            starting
+        });
+    }
+    let traffic_task = serve(
+        traffic,
+        shared.clone(),
+        Endpoint::Traffic,
+        kill.clone(),
+        Some(close_traffic),
+    );
+    let health_task = serve(health, shared.clone(), Endpoint::Health, kill.clone(), None);
+    tokio::join!(traffic_task, health_task);
+    shared.phase.send_replace(Phase::Stopped);
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Traffic,
+    Health,
+}
+
+/// Accept and serve connections until killed, or (traffic port) until closed gracefully.
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    mut kill: watch::Receiver<bool>,
+    mut close: Option<watch::Receiver<bool>>,
+) {
+    let graceful = GracefulShutdown::new();
+    // Each connection gets its own receiver, cloned from this one.
+    let connection_kill = kill.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let shared = shared.clone();
+                    let service = service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move {
+                            match endpoint {
+                                Endpoint::Traffic => mi::traffic(request, shared).await,
+                                Endpoint::Health => mi::health(request, shared).await,
+                            }
+                        }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    let mut kill = connection_kill.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = connection => {}
+                            _ = turned_on(&mut kill) => {}
+                        }
+                    });
+                }
+                Err(e) => {
+                    log::warn!("mi-sim {}: accept: {e}", shared.options.name);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = turned_on(&mut kill) => return,
+            _ = switched_on(&mut close) => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = turned_on(&mut kill) => {}
+    }
+}
+
+/// Resolves when the switch turns on (or its sender is gone).
+async fn turned_on(switch: &mut watch::Receiver<bool>) {
+    // The borrow guard is dropped here, so callers' futures stay `Send`.
+    let _ = switch.wait_for(|on| *on).await.map(|_| ());
+}
+
+/// Like [`turned_on`]; never resolves if there is no switch.
+async fn switched_on(switch: &mut Option<watch::Receiver<bool>>) {
+    match switch {
+        Some(rx) => turned_on(rx).await,
+        None => std::future::pending().await,
+    }
+}

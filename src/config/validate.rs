@@ -353,6 +353,18 @@ fn nodes(raw: &Spanned<Vec<Spanned<RawNode>>>) -> Rule<Vec<NodeConfig>> {
     let mut out = Vec::with_capacity(raw.value.len());
     for (i, spanned) in raw.value.iter().enumerate() {
         let node = node(spanned, i)?;
+        // Addresses first: a defaulted name is host:port, so a clash there is the real cause.
+        let key = (node.host.to_ascii_lowercase(), node.traffic_port);
+        if let Some(first) = addresses.insert(key, i) {
+            return Err(RuleError {
+                position: position(spanned),
+                path: format!("nodes[{i}]"),
+                message: format!(
+                    "traffic address {}:{} is already used by nodes[{first}]",
+                    node.host, node.traffic_port
+                ),
+            });
+        }
         if let Some(first) = names.insert(node.name.clone(), i) {
             let at = spanned
                 .value
@@ -363,17 +375,6 @@ fn nodes(raw: &Spanned<Vec<Spanned<RawNode>>>) -> Rule<Vec<NodeConfig>> {
                 position: at,
                 path: format!("nodes[{i}].name"),
                 message: format!("{:?} is already the name of nodes[{first}]", node.name),
-            });
-        }
-        let key = (node.host.to_ascii_lowercase(), node.traffic_port);
-        if let Some(first) = addresses.insert(key, i) {
-            return Err(RuleError {
-                position: position(spanned),
-                path: format!("nodes[{i}]"),
-                message: format!(
-                    "traffic address {}:{} is already used by nodes[{first}]",
-                    node.host, node.traffic_port
-                ),
             });
         }
         out.push(node);

@@ -261,3 +261,47 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves one answer: a head declaring `size` bytes, then that many bytes.
+    async fn serve_body(size: usize) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let head = format!("HTTP/1.1 500 X\r\nContent-Length: {size}\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&vec![b'x'; size]).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn body_is_cut_at_the_limit() {
+        let addr = serve_body(1024 * 1024).await;
+        let answer = get(addr, "h", "/healthz", Duration::from_secs(2))
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 500);
+        assert_eq!(answer.body.len(), MAX_ANSWER_BYTES);
+        assert!(answer.truncated);
+    }
+
+    #[tokio::test]
+    async fn small_body_is_read_whole() {
+        let addr = serve_body(100).await;
+        let answer = get(addr, "h", "/healthz", Duration::from_secs(2))
+            .await
+            .expect("answer");
+        assert_eq!(answer.body.len(), 100);
+        assert!(!answer.truncated);
+    }
+}

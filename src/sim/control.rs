@@ -10,6 +10,7 @@
 //! | `POST /shutdown` | MI-style shutdown |
 //! | `POST /crash` | close everything at once |
 //! | `POST /hang`, `POST /unhang` | health port stops / resumes answering |
+//! | `POST /delay` body `50ms` | hold every traffic response this long (`0s`: no delay) |
 //! | `POST /start` | start again after shutdown or crash |
 
 use super::SimNode;
@@ -115,13 +116,21 @@ async fn handle(
             node.set_hung(false);
             ok("health port answers again".into())
         }
+        (Method::POST, "/delay") => match humantime::parse_duration(&body) {
+            Ok(delay) => {
+                node.set_response_delay(delay);
+                ok(format!("traffic responses delayed {body}"))
+            }
+            Err(e) => Ok(text(StatusCode::BAD_REQUEST, format!("{body:?}: {e}\n"))),
+        },
         (Method::POST, "/start") => match node.restart() {
             Ok(()) => ok("starting".into()),
             Err(e) => Ok(text(StatusCode::CONFLICT, format!("{e}\n"))),
         },
         _ => Ok(text(
             StatusCode::NOT_FOUND,
-            "GET /, POST|DELETE /faulty, POST /shutdown|/crash|/hang|/unhang|/start\n".into(),
+            "GET /, POST|DELETE /faulty, POST /shutdown|/crash|/hang|/unhang|/delay|/start\n"
+                .into(),
         )),
     }
 }

@@ -93,12 +93,13 @@ pub(crate) async fn health(
 }
 
 /// The pass-through port: answers 200 with the node's name in `x-mi-node`, after reading the
-/// whole request body. `?delay_ms=N` holds the answer N ms (a slow backend). Headers the proxy
+/// whole request body. `?delay_ms=N` holds the answer N ms more than the node's own delay. Headers the proxy
 /// is expected to set are echoed back as `x-seen-*`.
 pub(crate) async fn traffic(
     request: Request<hyper::body::Incoming>,
     shared: Arc<Shared>,
 ) -> Result<SimResponse, Infallible> {
+    shared.traffic_started.fetch_add(1, Ordering::Relaxed);
     let delay = request
         .uri()
         .query()
@@ -117,7 +118,8 @@ pub(crate) async fn traffic(
         Ok(body) => body.to_bytes().len(),
         Err(_) => return Ok(respond(StatusCode::BAD_REQUEST, None, Bytes::new())),
     };
-    if let Some(delay) = delay {
+    let delay = delay.unwrap_or_default() + shared.response_delay();
+    if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     shared.traffic_requests.fetch_add(1, Ordering::Relaxed);

@@ -42,6 +42,8 @@ pub struct SimOptions {
     pub shutdown_grace: Duration,
     /// Whether `/liveness` exists (MI 4.2 and later); older nodes answer 404 there.
     pub liveness_endpoint: bool,
+    /// Every traffic response is held this long (a slow node).
+    pub response_delay: Duration,
 }
 
 impl SimOptions {
@@ -58,6 +60,7 @@ impl SimOptions {
             startup_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(2),
             liveness_endpoint: true,
+            response_delay: Duration::ZERO,
         }
     }
 }
@@ -95,8 +98,11 @@ pub(crate) struct Shared {
     faulty: Mutex<Vec<String>>,
     hung: watch::Sender<bool>,
     phase: watch::Sender<Phase>,
+    traffic_started: AtomicU64,
     traffic_requests: AtomicU64,
     health_requests: AtomicU64,
+    /// Current response delay in microseconds (see [`SimOptions::response_delay`]).
+    response_delay_us: AtomicU64,
     node_header: HeaderValue,
     traffic_body: Bytes,
     life: Mutex<Option<Life>>,
@@ -105,6 +111,10 @@ pub(crate) struct Shared {
 impl Shared {
     fn faulty_capps(&self) -> Vec<String> {
         lock(&self.faulty).clone()
+    }
+
+    fn response_delay(&self) -> Duration {
+        Duration::from_micros(self.response_delay_us.load(Ordering::Relaxed))
     }
 }
 
@@ -143,8 +153,10 @@ impl SimNode {
             faulty: Mutex::new(options.faulty_capps.clone()),
             hung: watch::channel(false).0,
             phase: watch::channel(Phase::Stopped).0,
+            traffic_started: AtomicU64::new(0),
             traffic_requests: AtomicU64::new(0),
             health_requests: AtomicU64::new(0),
+            response_delay_us: AtomicU64::new(options.response_delay.as_micros() as u64),
             node_header,
             traffic_body: Bytes::from(format!("hello from {}\n", options.name)),
             life: Mutex::new(None),
@@ -179,6 +191,11 @@ impl SimNode {
     pub async fn wait_for_phase(&self, phase: Phase) {
         let mut rx = self.shared.phase.subscribe();
         let _ = rx.wait_for(|p| *p == phase).await;
+    }
+
+    /// Traffic requests that reached the node so far (answered or not).
+    pub fn traffic_started(&self) -> u64 {
+        self.shared.traffic_started.load(Ordering::Relaxed)
     }
 
     /// Traffic requests answered so far.
@@ -217,6 +234,13 @@ impl SimNode {
         let before = faulty.len();
         faulty.retain(|c| c != capp);
         faulty.len() != before
+    }
+
+    /// Hold every traffic response this long from now on.
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.shared
+            .response_delay_us
+            .store(delay.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Hang (`true`): the health port accepts connections and never answers. `false` resumes.

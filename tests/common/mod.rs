@@ -1,0 +1,442 @@
+//! Shared fixtures: simulated MI nodes in the test process, the real `healthgate` binary as a
+//! child process on free loopback ports, polling with deadlines, and a load generator.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use healthgate::sim::{SimNode, SimOptions};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Poll `condition` every 20 ms until it holds; panic with `what` after `deadline`.
+pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return started.elapsed();
+        }
+        if started.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Start `count` ready simulated nodes named mi-1, mi-2, …
+pub fn start_nodes(count: usize) -> Vec<SimNode> {
+    (1..=count)
+        .map(|i| start_node(SimOptions::new(format!("mi-{i}"))))
+        .collect()
+}
+
+/// Start one simulated node.
+pub fn start_node(options: SimOptions) -> SimNode {
+    SimNode::start(options).expect("simulated node starts")
+}
+
+/// Fluent builder of a healthgate configuration for tests: fast probe periods by default.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    nodes: Vec<(String, SocketAddr, SocketAddr, u32)>,
+    pub algorithm: &'static str,
+    pub retries: usize,
+    pub readiness_period: &'static str,
+    pub readiness_timeout: &'static str,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+    pub liveness_period: &'static str,
+    pub liveness_timeout: &'static str,
+    pub liveness_failure_threshold: u32,
+    pub threads: usize,
+}
+
+impl ProxyConfig {
+    /// A config over these nodes (weight 1 each).
+    pub fn new(nodes: &[SimNode]) -> ProxyConfig {
+        ProxyConfig {
+            nodes: nodes
+                .iter()
+                .map(|n| (n.name().to_string(), n.traffic_addr(), n.health_addr(), 1))
+                .collect(),
+            algorithm: "round_robin",
+            retries: 2,
+            readiness_period: "200ms",
+            readiness_timeout: "200ms",
+            success_threshold: 1,
+            failure_threshold: 2,
+            liveness_period: "500ms",
+            liveness_timeout: "300ms",
+            liveness_failure_threshold: 2,
+            threads: 2,
+        }
+    }
+
+    /// Add a node by addresses (for hand-made health endpoints).
+    pub fn node(mut self, name: &str, traffic: SocketAddr, health: SocketAddr) -> ProxyConfig {
+        self.nodes.push((name.to_string(), traffic, health, 1));
+        self
+    }
+
+    /// Set the weights, in node order.
+    pub fn weights(mut self, weights: &[u32]) -> ProxyConfig {
+        for (node, w) in self.nodes.iter_mut().zip(weights) {
+            node.3 = *w;
+        }
+        self
+    }
+
+    /// Use this algorithm.
+    pub fn algorithm(mut self, algorithm: &'static str) -> ProxyConfig {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// The YAML text for the given listener addresses.
+    pub fn yaml(&self, listen: SocketAddr, admin: SocketAddr) -> String {
+        let mut y = format!(
+            "listen: \"{listen}\"\nadmin: \"{admin}\"\nthreads: {}\n\
+             readiness:\n  period: {}\n  timeout: {}\n  success_threshold: {}\n  failure_threshold: {}\n\
+             liveness:\n  period: {}\n  timeout: {}\n  failure_threshold: {}\n\
+             balancing:\n  algorithm: {}\n  retries: {}\nnodes:\n",
+            self.threads,
+            self.readiness_period,
+            self.readiness_timeout,
+            self.success_threshold,
+            self.failure_threshold,
+            self.liveness_period,
+            self.liveness_timeout,
+            self.liveness_failure_threshold,
+            self.algorithm,
+            self.retries
+        );
+        for (name, traffic, health, weight) in &self.nodes {
+            let _ = writeln!(
+                y,
+                "  - name: {name}\n    host: {}\n    traffic_port: {}\n    health_port: {}\n    weight: {weight}",
+                traffic.ip(),
+                traffic.port(),
+                health.port()
+            );
+        }
+        y
+    }
+
+    /// Write the config and start the real proxy binary; waits until its admin port answers.
+    pub async fn start(&self) -> Proxy {
+        for _attempt in 0..3 {
+            let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            if let Some(proxy) = Proxy::spawn(&self.yaml(listen, admin), listen, admin).await {
+                return proxy;
+            }
+        }
+        panic!("healthgate did not start in three attempts");
+    }
+}
+
+/// The real healthgate binary running as a child process.
+pub struct Proxy {
+    child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+impl Proxy {
+    async fn spawn(yaml: &str, listen: SocketAddr, admin: SocketAddr) -> Option<Proxy> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("healthgate.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let log = std::fs::File::create(dir.path().join("healthgate.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_healthgate"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn,healthgate=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn healthgate");
+        let mut proxy = Proxy {
+            child,
+            listen,
+            admin,
+            dir,
+            client: client(),
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_exit)) = proxy.child.try_wait() {
+                eprintln!("healthgate exited early:\n{}", proxy.log());
+                return None;
+            }
+            if let Ok(r) = proxy.client.get(proxy.admin_url("/liveness")).send().await {
+                if r.status() == 200 {
+                    return Some(proxy);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "healthgate admin did not answer within 20s:\n{}",
+            proxy.log()
+        );
+    }
+
+    /// A URL on the traffic listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// The proxy's log so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Where the proxy's log is written.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("healthgate.log")
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `/status` as JSON.
+    pub async fn status(&self) -> Value {
+        self.client
+            .get(self.admin_url("/status"))
+            .send()
+            .await
+            .expect("status request")
+            .json()
+            .await
+            .expect("status json")
+    }
+
+    /// The state of node `name` in `/status`.
+    pub async fn node_state(&self, name: &str) -> String {
+        node_field(&self.status().await, name, "state")
+    }
+
+    /// Names of the ready nodes according to `/status`.
+    pub async fn ready_nodes(&self) -> Vec<String> {
+        self.status().await["nodes"]
+            .as_array()
+            .expect("nodes array")
+            .iter()
+            .filter(|n| n["state"] == "ready")
+            .map(|n| n["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Wait until exactly `count` nodes are ready.
+    pub async fn wait_ready(&self, count: usize) {
+        eventually(
+            Duration::from_secs(10),
+            &format!("{count} ready node(s)"),
+            || async { self.ready_nodes().await.len() == count },
+        )
+        .await;
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// One GET through the proxy: (status, `x-mi-node`).
+    pub async fn get(&self, path: &str) -> (u16, Option<String>) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("proxy request");
+        let node = r
+            .headers()
+            .get("x-mi-node")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (r.status().as_u16(), node)
+    }
+
+    /// Resident memory of the proxy process in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- healthgate log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A field of node `name` in a `/status` document, as a string.
+pub fn node_field(status: &Value, name: &str, field: &str) -> String {
+    status["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["name"] == name))
+        .map(|n| match &n[field] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// An HTTP client with connection reuse and a generous timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("http client")
+}
+
+/// The outcome of one request made by [`Load`].
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub started: Instant,
+    pub finished: Instant,
+    pub status: Option<u16>,
+    pub node: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Sample {
+    /// Whether the client got a 2xx.
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// Continuous concurrent GET load through the proxy until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Sample>>>,
+}
+
+impl Load {
+    /// Start `workers` loops of sequential GETs to `url`.
+    pub fn start(url: String, workers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..workers)
+            .map(|_| {
+                let stop = stop.clone();
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let client = client();
+                    let mut samples = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let result = client.get(&url).send().await;
+                        let sample = match result {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                let node = r
+                                    .headers()
+                                    .get("x-mi-node")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string);
+                                let body = r.bytes().await;
+                                Sample {
+                                    started,
+                                    finished: Instant::now(),
+                                    status: Some(status),
+                                    node,
+                                    error: body.err().map(|e| format!("body: {e}")),
+                                }
+                            }
+                            Err(e) => Sample {
+                                started,
+                                finished: Instant::now(),
+                                status: None,
+                                node: None,
+                                error: Some(format!("{e:?}")),
+                            },
+                        };
+                        samples.push(sample);
+                    }
+                    samples
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stop and collect every sample.
+    pub async fn finish(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.extend(t.await.expect("load worker"));
+        }
+        all
+    }
+}
+
+/// The samples that did not get a 2xx, formatted for an assertion message.
+pub fn failures(samples: &[Sample]) -> Vec<String> {
+    samples
+        .iter()
+        .filter(|s| !s.ok() || s.error.is_some())
+        .map(|s| format!("{:?} {:?} {:?}", s.status, s.node, s.error))
+        .collect()
+}
+
+/// How many samples each node answered.
+pub fn count_by_node(samples: &[Sample]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for s in samples {
+        if let Some(n) = &s.node {
+            *counts.entry(n.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}

@@ -1,0 +1,172 @@
+//! Three ready nodes share traffic by the chosen algorithm; the proxy sets forwarding headers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+async fn sequential_counts(proxy: &Proxy, requests: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..requests {
+        let (status, node) = proxy.get("/api").await;
+        assert_eq!(status, 200);
+        *counts.entry(node.expect("x-mi-node")).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_shares_exactly_evenly() {
+    let nodes = start_nodes(3);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(3).await;
+    let counts = sequential_counts(&proxy, 300).await;
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        [100, 100, 100],
+        "{counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_shares_in_proportion_to_weight() {
+    let nodes = start_nodes(3);
+    let proxy = ProxyConfig::new(&nodes)
+        .algorithm("weighted")
+        .weights(&[1, 2, 3])
+        .start()
+        .await;
+    proxy.wait_ready(3).await;
+    // Whole cycles of total weight 6 give exact shares.
+    let counts = sequential_counts(&proxy, 600).await;
+    assert_eq!(counts["mi-1"], 100, "{counts:?}");
+    assert_eq!(counts["mi-2"], 200, "{counts:?}");
+    assert_eq!(counts["mi-3"], 300, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_avoids_the_slow_node_and_shares_when_idle() {
+    let nodes = start_nodes(3);
+    let proxy = ProxyConfig::new(&nodes)
+        .algorithm("least_connections")
+        .start()
+        .await;
+    proxy.wait_ready(3).await;
+
+    // Idle cluster, one request at a time: ties rotate, so the share is even.
+    let counts = sequential_counts(&proxy, 300).await;
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        [100, 100, 100],
+        "{counts:?}"
+    );
+
+    // mi-1 becomes slow: with 8 concurrent clients it holds requests longer and gets fewer.
+    nodes[0].set_response_delay(Duration::from_millis(50));
+    let load = Load::start(proxy.url("/api"), 8);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let samples = load.finish().await;
+    assert!(failures(&samples).is_empty(), "{:?}", failures(&samples));
+    let counts = count_by_node(&samples);
+    let slow = counts.get("mi-1").copied().unwrap_or(0);
+    let fast = counts["mi-2"].min(counts["mi-3"]);
+    assert!(slow * 4 < fast, "slow node got too much: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_are_set_and_host_is_kept() {
+    let nodes = start_nodes(1);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(1).await;
+    let r = proxy
+        .client
+        .get(proxy.url("/api"))
+        .header("host", "mi.example.com")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["x-seen-host"], "mi.example.com");
+    assert_eq!(h["x-seen-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-seen-forwarded-proto"], "http");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_reach_the_node() {
+    let nodes = start_nodes(2);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(2).await;
+    for size in [0usize, 1024, 64 * 1024] {
+        let r = proxy
+            .client
+            .post(proxy.url("/api"))
+            .body(vec![b'x'; size])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-request-bytes"], size.to_string().as_str());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_a_request_through_the_proxy() {
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_healthgate"))
+        .args([
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let client = client();
+    let url = format!("http://{listen}/");
+    eventually(
+        Duration::from_secs(20),
+        "the demo answers through the proxy",
+        || async {
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    let answer = client.get(&url).send().await.unwrap();
+    let answered_by = answer
+        .headers()
+        .get("x-mi-node")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let status: serde_json::Value = client
+        .get(format!("http://{admin}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("demo output");
+    let banner = String::from_utf8_lossy(&output.stdout);
+    assert!(answered_by.is_some_and(|n| n.starts_with("mi-")));
+    assert_eq!(status["nodes"].as_array().map(Vec::len), Some(3));
+    assert!(
+        banner.contains(&format!("http://{listen}/")),
+        "banner: {banner}"
+    );
+    assert!(
+        banner.contains(&format!("http://{admin}/")),
+        "banner: {banner}"
+    );
+}

@@ -170,3 +170,69 @@ async fn demo_serves_a_request_through_the_proxy() {
         "banner: {banner}"
     );
 }
+
+/// Two of three nodes die at once while still in the table: with `retries: 2` every request
+/// still succeeds, because a retry never goes back to a node it already tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_go_to_other_nodes_when_two_die_at_once() {
+    let nodes = start_nodes(3);
+    let mut config = ProxyConfig::new(&nodes);
+    // Slow probes: eviction must come from live traffic, not from the poller.
+    config.readiness_period = "5s";
+    config.liveness_period = "5s";
+    config.readiness_timeout = "1s";
+    config.liveness_timeout = "1s";
+    let proxy = config.start().await;
+    proxy.wait_ready(3).await;
+    nodes[0].crash();
+    nodes[1].crash();
+    nodes[0]
+        .wait_for_phase(healthgate::sim::Phase::Stopped)
+        .await;
+    nodes[1]
+        .wait_for_phase(healthgate::sim::Phase::Stopped)
+        .await;
+    for _ in 0..10 {
+        assert_eq!(proxy.get("/api").await, (200, Some("mi-3".to_string())));
+    }
+    let status = proxy.status().await;
+    assert_eq!(node_field(&status, "mi-1", "state"), "dead");
+    assert_eq!(node_field(&status, "mi-2", "state"), "dead");
+    let metrics = proxy.metrics().await;
+    assert!(!metrics.contains("healthgate_retries_total 0"), "{metrics}");
+}
+
+/// Requests that are not HTTP, or too big, get an error or a closed connection; the proxy
+/// keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_never_take_the_proxy_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let nodes = start_nodes(1);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(1).await;
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2 << 20)
+    );
+    let bad: Vec<Vec<u8>> = vec![
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage-tls-hello".to_vec(),
+        b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+        b"G\0T / HTTP/1.1\r\n\r\n".to_vec(),
+        huge_header.into_bytes(),
+    ];
+    for request in bad {
+        let mut stream = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+        let _ = stream.write_all(&request).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+            "{text}"
+        );
+        assert_eq!(proxy.get("/api").await.0, 200, "proxy still serves");
+    }
+    assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+}

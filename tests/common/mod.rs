@@ -65,6 +65,8 @@ pub struct ProxyConfig {
     pub liveness_period: &'static str,
     pub liveness_timeout: &'static str,
     pub liveness_failure_threshold: u32,
+    pub readiness_initial_delay: &'static str,
+    pub liveness_initial_delay: &'static str,
     pub threads: usize,
 }
 
@@ -85,6 +87,8 @@ impl ProxyConfig {
             liveness_period: "500ms",
             liveness_timeout: "300ms",
             liveness_failure_threshold: 2,
+            readiness_initial_delay: "0s",
+            liveness_initial_delay: "0s",
             threads: 2,
         }
     }
@@ -113,17 +117,19 @@ impl ProxyConfig {
     pub fn yaml(&self, listen: SocketAddr, admin: SocketAddr) -> String {
         let mut y = format!(
             "listen: \"{listen}\"\nadmin: \"{admin}\"\nthreads: {}\n\
-             readiness:\n  period: {}\n  timeout: {}\n  success_threshold: {}\n  failure_threshold: {}\n\
-             liveness:\n  period: {}\n  timeout: {}\n  failure_threshold: {}\n\
+             readiness:\n  period: {}\n  timeout: {}\n  success_threshold: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
+             liveness:\n  period: {}\n  timeout: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
              balancing:\n  algorithm: {}\n  retries: {}\nnodes:\n",
             self.threads,
             self.readiness_period,
             self.readiness_timeout,
             self.success_threshold,
             self.failure_threshold,
+            self.readiness_initial_delay,
             self.liveness_period,
             self.liveness_timeout,
             self.liveness_failure_threshold,
+            self.liveness_initial_delay,
             self.algorithm,
             self.retries
         );

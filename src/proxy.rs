@@ -109,13 +109,13 @@ impl ProxyHttp for HealthgateProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
         {
-            let client_ip = client.ip().to_string();
-            let forwarded_for = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prior) => {
-                    format!("{}, {client_ip}", String::from_utf8_lossy(prior.as_bytes()))
-                }
-                None => client_ip,
-            };
+            // Earlier hops may come in several header lines: keep them all, in order.
+            let mut forwarded_for = String::new();
+            for prior in upstream_request.headers.get_all("x-forwarded-for") {
+                forwarded_for.push_str(&String::from_utf8_lossy(prior.as_bytes()));
+                forwarded_for.push_str(", ");
+            }
+            forwarded_for.push_str(&client.ip().to_string());
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
         }
         upstream_request.insert_header("x-forwarded-proto", "http")?;

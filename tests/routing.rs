@@ -85,13 +85,17 @@ async fn forwarding_headers_are_set_and_host_is_kept() {
         .get(proxy.url("/api"))
         .header("host", "mi.example.com")
         .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-for", "198.51.100.2")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let h = r.headers();
     assert_eq!(h["x-seen-host"], "mi.example.com");
-    assert_eq!(h["x-seen-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(
+        h["x-seen-forwarded-for"],
+        "203.0.113.7, 198.51.100.2, 127.0.0.1"
+    );
     assert_eq!(h["x-seen-forwarded-proto"], "http");
 }
 

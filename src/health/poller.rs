@@ -1,7 +1,7 @@
 //! The poller: one task per node runs its readiness and liveness rounds on their periods
 //! (with jitter, so a large cluster is not probed in lockstep) and reports to the cluster.
 
-use super::probe;
+use super::{NodeState, probe};
 use crate::cluster::Cluster;
 use crate::config::{LivenessConfig, ReadinessConfig};
 use std::sync::Arc;
@@ -99,11 +99,13 @@ async fn readiness_round(cluster: &Cluster, id: usize, r: &ReadinessConfig) {
     cluster.record_readiness(id, &healthz, traffic.as_ref());
 }
 
-/// `/liveness`, and a connect to the traffic port if `tcp` is on.
+/// `/liveness`, and a connect to the traffic port if `tcp` is on or the node is dead: MI's
+/// `/liveness` keeps answering during a shutdown, so without the connect a dead node would
+/// bounce to `not_ready` and back every round.
 async fn liveness_round(cluster: &Cluster, id: usize, l: &LivenessConfig) {
     let backend = &cluster.backends()[id];
     let liveness = probe::liveness(backend.health_addr, &backend.host, &l.path, l.timeout).await;
-    let traffic = if l.tcp {
+    let traffic = if l.tcp || cluster.state(id) == NodeState::Dead {
         Some(probe::tcp(backend.traffic_addr, l.timeout).await)
     } else {
         None

@@ -194,6 +194,15 @@ fn failed(
 
 /// One GET under one deadline, on a fresh connection that is closed afterwards (as
 /// Kubernetes probes do: no pooled connection can go stale between probes).
+/// `Host` for a probe: an IPv6 literal goes in brackets (`[::1]:9201`).
+fn host_header(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 async fn get(
     addr: SocketAddr,
     host: &str,
@@ -219,7 +228,7 @@ async fn get_unbounded(addr: SocketAddr, host: &str, path: &str) -> Result<Answe
     // The connection future does the I/O; it is dropped (and the socket closed) with this task.
     let connection = AbortOnDrop(tokio::spawn(connection));
     let request = http::Request::get(path)
-        .header(http::header::HOST, format!("{host}:{}", addr.port()))
+        .header(http::header::HOST, host_header(host, addr.port()))
         .header(http::header::USER_AGENT, "healthgate")
         .header(http::header::ACCEPT, "application/json")
         .header(http::header::CONNECTION, "close")
@@ -303,5 +312,12 @@ mod tests {
             .expect("answer");
         assert_eq!(answer.body.len(), 100);
         assert!(!answer.truncated);
+    }
+
+    #[test]
+    fn host_header_brackets_ipv6_literals() {
+        assert_eq!(host_header("10.0.0.1", 9201), "10.0.0.1:9201");
+        assert_eq!(host_header("mi-1.local", 9201), "mi-1.local:9201");
+        assert_eq!(host_header("::1", 9201), "[::1]:9201");
     }
 }

@@ -93,7 +93,9 @@ impl Router {
 
     /// Build a table from `ready()` and publish it with the next generation, then let
     /// `published` see it. Both run under the publish lock, so the last publisher always
-    /// sees the latest states and observers see generations in order.
+    /// sees the latest states and observers see generations in order. When the ready set is
+    /// the one already published (two flips raced and the first rebuild saw both), nothing
+    /// is published: the generation counts membership changes only.
     pub fn publish(
         &self,
         ready: impl FnOnce() -> Vec<Arc<Backend>>,
@@ -103,9 +105,39 @@ impl Router {
             .publish_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let generation = self.current.load().generation + 1;
-        let table = Arc::new(RoutingTable::new(generation, self.algorithm, ready()));
+        let current = self.current.load();
+        let ready = ready();
+        let same_ids = |a: &[Arc<Backend>], b: &[Arc<Backend>]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id)
+        };
+        if same_ids(&current.nodes, &ready) {
+            return;
+        }
+        let generation = current.generation + 1;
+        let table = Arc::new(RoutingTable::new(generation, self.algorithm, ready));
         self.current.store(table.clone());
         published(&table);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_counts_membership_changes_only() {
+        let nodes = select::tests::backends(&[1, 1, 1]);
+        let router = Router::new(Algorithm::RoundRobin);
+        let publish = |ids: &[usize]| {
+            let ready = ids.iter().map(|&i| nodes[i].clone()).collect();
+            router.publish(|| ready, |_| {});
+            router.load().generation()
+        };
+        assert_eq!(publish(&[]), 0, "the empty table is already published");
+        assert_eq!(publish(&[0, 1]), 1);
+        assert_eq!(publish(&[0, 1]), 1, "same set: no new table");
+        assert_eq!(publish(&[0, 2]), 2, "same size, other node");
+        assert_eq!(publish(&[0, 1, 2]), 3);
+        assert_eq!(router.load().len(), 3);
     }
 }

@@ -148,4 +148,4 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

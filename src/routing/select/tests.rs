@@ -6,7 +6,7 @@ fn counter() -> IntCounter {
     IntCounter::new("c", "test counter").expect("valid counter")
 }
 
-fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
+pub(crate) fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
     weights
         .iter()
         .enumerate()

@@ -59,6 +59,7 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
         // Pingora counts the first attempt too; one more lets the proxy answer 503 itself
         // once every ready node has been tried.
         max_retries: config.balancing.retries + 1,
+        work_stealing: false,
         grace_period_seconds: Some(GRACE_PERIOD_SECONDS),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
         ..ServerConf::default()

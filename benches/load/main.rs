@@ -1,0 +1,367 @@
+//! Side-by-side load comparison: direct to a backend, HAProxy, NGINX and healthgate, measured
+//! in one run, interleaved A/B/A/B over several rounds, with the same worker threads, the same
+//! connections and the same load tool (`wrk`).
+//!
+//! Run: `scripts/bench.sh` (installs nginx, haproxy and wrk if missing), or
+//! `cargo bench --bench load -- [--quick] [--rounds N] [--seconds S] [--only NAME,…]`.
+//! Prints, per scenario, the medians of requests/s, p50/p99/p99.9 latency and CPU seconds per
+//! 100k requests, and the ratios healthgate/HAProxy and healthgate/direct; writes the same as
+//! Markdown to `target/bench/load.md`.
+
+mod peers;
+#[allow(dead_code)] // shared with benches/health_cost.rs, which uses the rest
+mod procs;
+mod wrk;
+
+use peers::{Nodes, Workdir};
+use procs::{Proc, cpu_seconds, free_port};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+use wrk::{Load, Measured};
+
+/// What serves the traffic behind the proxies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Nginx,
+    MiSim,
+}
+
+/// Who the load goes to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Target {
+    Direct,
+    Haproxy,
+    Nginx,
+    Healthgate,
+}
+
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Haproxy => "HAProxy 2.6",
+            Target::Nginx => "NGINX",
+            Target::Healthgate => "healthgate",
+        }
+    }
+}
+
+/// One comparison: a backend, a node count, proxy threads and a request shape.
+struct Scenario {
+    name: &'static str,
+    backend: Backend,
+    nodes: usize,
+    threads: usize,
+    body_bytes: usize,
+    targets: &'static [Target],
+}
+
+const ALL: &[Target] = &[
+    Target::Direct,
+    Target::Haproxy,
+    Target::Nginx,
+    Target::Healthgate,
+];
+const PROXIES: &[Target] = &[Target::Haproxy, Target::Nginx, Target::Healthgate];
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "get-1thread",
+        backend: Backend::Nginx,
+        nodes: 3,
+        threads: 1,
+        body_bytes: 0,
+        targets: ALL,
+    },
+    Scenario {
+        name: "get-2threads",
+        backend: Backend::Nginx,
+        nodes: 3,
+        threads: 2,
+        body_bytes: 0,
+        targets: ALL,
+    },
+    Scenario {
+        name: "nodes-100",
+        backend: Backend::Nginx,
+        nodes: 100,
+        threads: 1,
+        body_bytes: 0,
+        targets: PROXIES,
+    },
+    Scenario {
+        name: "nodes-1000",
+        backend: Backend::Nginx,
+        nodes: 1000,
+        threads: 1,
+        body_bytes: 0,
+        targets: PROXIES,
+    },
+    Scenario {
+        name: "post-1KiB",
+        backend: Backend::Nginx,
+        nodes: 3,
+        threads: 1,
+        body_bytes: 1024,
+        targets: ALL,
+    },
+    Scenario {
+        name: "post-64KiB",
+        backend: Backend::Nginx,
+        nodes: 3,
+        threads: 1,
+        body_bytes: 65536,
+        targets: ALL,
+    },
+    Scenario {
+        name: "mi-sim",
+        backend: Backend::MiSim,
+        nodes: 1,
+        threads: 1,
+        body_bytes: 0,
+        targets: ALL,
+    },
+];
+
+struct Options {
+    rounds: usize,
+    seconds: f64,
+    warmup: f64,
+    connections: usize,
+    only: Option<Vec<String>>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        rounds: 5,
+        seconds: 5.0,
+        warmup: 1.0,
+        connections: 32,
+        only: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--bench" => {} // cargo bench passes this to every bench binary
+            "--quick" => (o.rounds, o.seconds, o.warmup) = (2, 2.0, 0.5),
+            "--rounds" => {
+                o.rounds = value("--rounds")?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?
+            }
+            "--seconds" => {
+                o.seconds = value("--seconds")?
+                    .parse()
+                    .map_err(|e| format!("--seconds: {e}"))?
+            }
+            "--connections" => {
+                o.connections = value("--connections")?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?
+            }
+            "--only" => o.only = Some(value("--only")?.split(',').map(str::to_string).collect()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// One proxy or backend under load, and the process whose CPU time is counted.
+struct Running {
+    target: Target,
+    addr: SocketAddr,
+    pid: u32,
+    _proc: Option<Proc>,
+}
+
+/// A measured run with the CPU the target spent on it.
+#[derive(Clone, Copy)]
+struct Sample {
+    m: Measured,
+    cpu_per_100k: f64,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let o = options()?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = Workdir(tmp.path().to_path_buf());
+    wrk::prepare(&dir.0)?;
+    let mut report = format!(
+        "wrk: 1 thread, {} connections, {} s per run after {} s warm-up, {} rounds interleaved; \
+         medians. CPU = CPU seconds the target process spent per 100k requests.\n",
+        o.connections, o.seconds, o.warmup, o.rounds
+    );
+    println!("{report}");
+    let mut healthgate_rps = Vec::new();
+    for s in SCENARIOS {
+        if o.only
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|n| n == s.name))
+        {
+            continue;
+        }
+        let (section, rps) = scenario(&dir, s, &o)?;
+        print!("{section}");
+        report.push_str(&section);
+        healthgate_rps.push((s.name, rps));
+    }
+    let rps_of = |name: &str| {
+        healthgate_rps
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| *r)
+    };
+    if let Some(three) = rps_of("get-1thread") {
+        let mut line = String::from("\nhealthgate throughput against the 3-node run:");
+        for many in ["nodes-100", "nodes-1000"] {
+            if let Some(r) = rps_of(many) {
+                let _ = write!(line, " {many} {:.2}×", r / three);
+            }
+        }
+        println!("{line}");
+        report.push_str(&line);
+        report.push('\n');
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("load.md"), &report).map_err(|e| e.to_string())?;
+    println!("\nwritten to target/bench/load.md");
+    Ok(())
+}
+
+/// Run one scenario: its table, and healthgate's median requests/s.
+fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, f64), String> {
+    let nodes = Nodes::loopback(s.nodes);
+    let backend = match s.backend {
+        Backend::Nginx => peers::nginx_backend(dir, &nodes)?,
+        Backend::MiSim => peers::mi_sim_backend(dir, &nodes)?,
+    };
+    let mut running = Vec::new();
+    for &target in s.targets {
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let proc = match target {
+            Target::Direct => None,
+            Target::Haproxy => Some(peers::haproxy(dir, &nodes, s.threads, port)?),
+            Target::Nginx => Some(peers::nginx_proxy(dir, &nodes, s.threads, port)?),
+            Target::Healthgate => Some(peers::healthgate(dir, &nodes, s.threads, port)?),
+        };
+        let (addr, pid) = match &proc {
+            Some(p) => (addr, p.pid()),
+            None => (nodes.first_traffic(), backend.pid()),
+        };
+        running.push(Running {
+            target,
+            addr,
+            pid,
+            _proc: proc,
+        });
+    }
+    let load = Load {
+        threads: 1,
+        connections: o.connections,
+        body_bytes: s.body_bytes,
+    };
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); running.len()];
+    for round in 0..o.rounds {
+        // Rotate the starting target each round so no one always runs first.
+        for k in 0..running.len() {
+            let i = (k + round) % running.len();
+            let r = &running[i];
+            wrk::run(&dir.0, r.addr, load, Duration::from_secs_f64(o.warmup))?;
+            let before = cpu_seconds(r.pid);
+            let m = wrk::run(&dir.0, r.addr, load, Duration::from_secs_f64(o.seconds))?;
+            let cpu = cpu_seconds(r.pid) - before;
+            let cpu_per_100k = cpu / m.requests.max(1) as f64 * 100_000.0;
+            eprintln!(
+                "  {} round {} {:<12} {:>9.0} req/s  p99 {:>7.0} µs  errors {}",
+                s.name,
+                round + 1,
+                r.target.label(),
+                m.rps,
+                m.p99_us,
+                m.errors
+            );
+            samples[i].push(Sample { m, cpu_per_100k });
+        }
+    }
+    drop(running);
+    drop(backend);
+    let healthgate = s.targets.iter().position(|t| *t == Target::Healthgate);
+    let rps = healthgate.map_or(f64::NAN, |i| {
+        median(samples[i].iter().map(|x| x.m.rps).collect())
+    });
+    Ok((table(s, &samples, s.targets), rps))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The scenario's Markdown table of medians, and the ratios.
+fn table(s: &Scenario, samples: &[Vec<Sample>], targets: &[Target]) -> String {
+    let backend = match s.backend {
+        Backend::Nginx => "nginx",
+        Backend::MiSim => "mi-sim",
+    };
+    let body = match s.body_bytes {
+        0 => "GET".to_string(),
+        b => format!("POST {} KiB", b / 1024),
+    };
+    let mut out = format!(
+        "\n### {}: {} node(s) ({backend}), {} proxy thread(s), {body}\n\n\
+         | target | req/s | p50 µs | p99 µs | p99.9 µs | CPU s / 100k req | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        s.name, s.nodes, s.threads
+    );
+    let med = |i: usize, f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
+    let mut rps = Vec::new();
+    let mut p99 = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let errors: u64 = samples[i].iter().map(|x| x.m.errors).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {errors} |",
+            t.label(),
+            med(i, |x| x.m.rps),
+            med(i, |x| x.m.p50_us),
+            med(i, |x| x.m.p99_us),
+            med(i, |x| x.m.p999_us),
+            med(i, |x| x.cpu_per_100k),
+        );
+        rps.push((*t, med(i, |x| x.m.rps)));
+        p99.push((*t, med(i, |x| x.m.p99_us)));
+    }
+    let get = |v: &[(Target, f64)], t: Target| v.iter().find(|(x, _)| *x == t).map(|(_, r)| *r);
+    out.push('\n');
+    if let (Some(h), Some(a)) = (get(&rps, Target::Healthgate), get(&rps, Target::Haproxy)) {
+        let (hp, ap) = (get(&p99, Target::Healthgate), get(&p99, Target::Haproxy));
+        let _ = write!(out, "healthgate/HAProxy: throughput {:.2}×", h / a);
+        if let (Some(hp), Some(ap)) = (hp, ap) {
+            let _ = write!(out, ", p99 {:.2}×", hp / ap);
+        }
+        out.push_str(". ");
+    }
+    if let (Some(h), Some(d)) = (get(&rps, Target::Healthgate), get(&rps, Target::Direct)) {
+        let _ = write!(out, "healthgate/direct: throughput {:.2}×.", h / d);
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,117 @@
+//! Micro-benchmarks of the hot path and of what a flip costs:
+//! - picking a node from the published snapshot (3, 100, 1000 ready nodes; each algorithm)
+//!   while another thread keeps swapping in new tables;
+//! - building a snapshot;
+//! - reading faulty CApp names from a `/healthz` body.
+//!
+//! Run: `cargo bench --bench routing`. The no-allocation half of the pick target is checked
+//! by `tests/no_alloc.rs`.
+
+// criterion_group! defines an undocumented public function.
+#![allow(missing_docs)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use healthgate::config::Algorithm;
+use healthgate::health::body::faulty_capps;
+use healthgate::routing::{Router, RoutingTable, Tried};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+#[path = "../tests/common/backends.rs"]
+mod backends;
+use backends::loopback_backends;
+
+const SIZES: [usize; 3] = [3, 100, 1000];
+const ALGORITHMS: [Algorithm; 3] = [
+    Algorithm::RoundRobin,
+    Algorithm::Weighted,
+    Algorithm::LeastConnections,
+];
+
+fn pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick");
+    group.throughput(Throughput::Elements(1));
+    for n in SIZES {
+        let nodes = loopback_backends(n);
+        for algorithm in ALGORITHMS {
+            let router = Arc::new(Router::new(algorithm));
+            let all = nodes.clone();
+            router.publish(|| all, |_| {});
+            // A writer that keeps flipping one node out and back in, as flaps would.
+            let stop = Arc::new(AtomicBool::new(false));
+            let writer = {
+                let (router, nodes, stop) = (router.clone(), nodes.clone(), stop.clone());
+                thread::spawn(move || {
+                    let mut swaps = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let skip = (swaps % 2) as usize;
+                        let ready = nodes[skip..].to_vec();
+                        router.publish(|| ready, |_| {});
+                        swaps += 1;
+                        thread::yield_now();
+                    }
+                    swaps
+                })
+            };
+            let tried = Tried::default();
+            group.bench_with_input(
+                BenchmarkId::new(algorithm.as_str(), n),
+                &router,
+                |b, router| {
+                    b.iter(|| {
+                        let table = router.load();
+                        black_box(table.pick(black_box(&tried)).map(|b| b.id))
+                    })
+                },
+            );
+            stop.store(true, Ordering::Relaxed);
+            let swaps = writer.join().expect("writer thread");
+            assert!(
+                swaps > 0,
+                "the table was never swapped during the benchmark"
+            );
+        }
+    }
+    group.finish();
+}
+
+fn rebuild(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rebuild_snapshot");
+    for n in SIZES {
+        let nodes = loopback_backends(n);
+        for algorithm in ALGORITHMS {
+            group.bench_with_input(
+                BenchmarkId::new(algorithm.as_str(), n),
+                &nodes,
+                |b, nodes| b.iter(|| black_box(RoutingTable::new(1, algorithm, nodes.clone()))),
+            );
+        }
+    }
+    group.finish();
+}
+
+fn parse_healthz(c: &mut Criterion) {
+    let ready = br#"{"status": "ready", "version": "4.4.0", "update_level": "-"}"#.to_vec();
+    let faulty = br#"{"status": "not ready", "version": "4.4.0", "update_level": "-", "Faulty CAPPs" : ["OrderServiceCApp_1.0.0.car","Payments"Quoted"_2.1.0.car","InventoryCApp_3.0.0.car"]}"#.to_vec();
+    let names: Vec<String> = (0..64)
+        .map(|i| format!("\"CApp{i:02}_1.0.0.car\""))
+        .collect();
+    let many = format!(
+        r#"{{"status": "not ready", "version": "4.4.0", "Faulty CAPPs" : [{}]}}"#,
+        names.join(",")
+    )
+    .into_bytes();
+    let mut group = c.benchmark_group("parse_healthz");
+    for (label, body) in [("ready", ready), ("3_faulty", faulty), ("64_faulty", many)] {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(label, &body, |b, body| {
+            b.iter(|| black_box(faulty_capps(black_box(body))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pick, rebuild, parse_healthz);
+criterion_main!(benches);

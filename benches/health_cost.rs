@@ -1,6 +1,7 @@
 //! What health checking costs: healthgate polling 1000 and 5000 nodes at a 1 s readiness
 //! period (and 5 s liveness with a TCP connect), with no client traffic. Reports probes/s
-//! (from healthgate's own `healthgate_probes_total`), CPU share of one core, resident memory,
+//! (from healthgate's own `healthgate_probes_total`), CPU share of one core, resident memory
+//! now and at its peak (the `/metrics` scrapes the bench makes count, as Prometheus's would),
 //! memory per node over the 3-node baseline, and the idle RSS of the proxy.
 //!
 //! The nodes are one `mi-sim` process bound to the wildcard address; node i is 127.0.x.y, so
@@ -18,7 +19,8 @@ mod procs;
 
 use peers::{Nodes, Workdir};
 use procs::{
-    Proc, cpu_seconds, free_port, http_get, metric_sum, metric_value, rss_bytes, wait_until,
+    Proc, cpu_seconds, free_port, http_get, metric_sum, metric_value, peak_rss_bytes, rss_bytes,
+    wait_until,
 };
 use std::net::SocketAddr;
 use std::process::Command;
@@ -32,10 +34,12 @@ fn main() {
 }
 
 struct Row {
+    who: &'static str,
     nodes: usize,
     probes_per_s: f64,
     cpu_share: f64,
     rss: u64,
+    peak_rss: u64,
 }
 
 fn run() -> Result<(), String> {
@@ -69,6 +73,9 @@ fn run() -> Result<(), String> {
         let mut nodes = Nodes::loopback(n);
         (nodes.traffic_port, nodes.health_port) = (traffic_port, health_port);
         rows.push(measure(&dir, &nodes, seconds)?);
+        if n > 3 {
+            rows.push(measure_haproxy(&dir, &nodes, seconds)?);
+        }
     }
     drop(sim);
     print_report(&rows, seconds);
@@ -119,15 +126,46 @@ fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64) -> Result<Row, String> {
         t0.elapsed().as_secs_f64(),
     );
     let row = Row {
+        who: "healthgate",
         nodes: n,
         // The two /metrics scrapes are inside the window; their cost is counted too.
         probes_per_s: (p1 - p0) / elapsed,
         cpu_share: (c1 - c0) / elapsed,
         rss: rss_bytes(proc.pid()),
+        peak_rss: peak_rss_bytes(proc.pid()),
     };
     eprintln!(
-        "  {n} nodes: {:.0} probes/s, {:.1}% of a core, RSS {:.1} MiB",
+        "  {n} nodes: {:.0} probes/s, {:.1}% of a core, RSS {:.1} MiB (peak {:.1} MiB)",
         row.probes_per_s,
+        row.cpu_share * 100.0,
+        mib(row.rss),
+        mib(row.peak_rss)
+    );
+    Ok(row)
+}
+
+/// The reference: HAProxy with one thread doing `option httpchk GET /healthz` on every
+/// server every second on a fresh connection (its default), which is healthgate's readiness
+/// probe without the liveness and TCP rounds. HAProxy does not count its checks, so the rate
+/// shown is the configured one (n per second).
+fn measure_haproxy(dir: &Workdir, nodes: &Nodes, seconds: f64) -> Result<Row, String> {
+    let n = nodes.ips.len();
+    let proc = peers::haproxy(dir, nodes, 1, free_port())?;
+    // HAProxy spreads its first checks over one interval; let a few intervals pass.
+    std::thread::sleep(Duration::from_secs(6));
+    let (c0, t0) = (cpu_seconds(proc.pid()), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let (c1, elapsed) = (cpu_seconds(proc.pid()), t0.elapsed().as_secs_f64());
+    let row = Row {
+        who: "HAProxy 2.6",
+        nodes: n,
+        probes_per_s: n as f64,
+        cpu_share: (c1 - c0) / elapsed,
+        rss: rss_bytes(proc.pid()),
+        peak_rss: peak_rss_bytes(proc.pid()),
+    };
+    eprintln!(
+        "  HAProxy, {n} servers: {:.1}% of a core, RSS {:.1} MiB",
         row.cpu_share * 100.0,
         mib(row.rss)
     );
@@ -140,28 +178,43 @@ fn mib(bytes: u64) -> f64 {
 
 fn print_report(rows: &[Row], seconds: f64) {
     println!(
-        "\nHealth checking, no client traffic: readiness every 1 s, liveness + TCP every 5 s; \
-         CPU over {seconds} s.\n"
+        "\nHealth checking, no client traffic. healthgate: readiness every 1 s, liveness + TCP \
+         every 5 s. HAProxy: httpchk every 1 s (rate as configured). CPU over {seconds} s; \
+         peak RSS includes start-up and the /metrics scrapes.\n"
     );
     println!(
-        "| nodes | probes/s | CPU (share of one core) | RSS MiB | RSS per node over baseline |"
+        "| prober | nodes | probes/s | CPU (share of one core) | CPU µs per probe | RSS MiB | \
+         peak RSS MiB | RSS per node over baseline |"
     );
-    println!("|---:|---:|---:|---:|---:|");
-    let base = rows.iter().min_by_key(|r| r.nodes);
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let base = rows
+        .iter()
+        .filter(|r| r.who == "healthgate")
+        .min_by_key(|r| r.nodes);
     for r in rows {
         let per_node = base
-            .filter(|b| b.nodes < r.nodes)
+            .filter(|b| b.nodes < r.nodes && r.who == b.who)
             .map(|b| {
                 let extra = r.rss.saturating_sub(b.rss) as f64 / (r.nodes - b.nodes) as f64;
                 format!("{:.1} KiB", extra / 1024.0)
             })
-            .unwrap_or_else(|| "(baseline)".into());
+            .unwrap_or_else(|| {
+                if r.who == "healthgate" {
+                    "(baseline)"
+                } else {
+                    ""
+                }
+                .into()
+            });
         println!(
-            "| {} | {:.0} | {:.1}% | {:.1} | {per_node} |",
+            "| {} | {} | {:.0} | {:.1}% | {:.0} | {:.1} | {:.1} | {per_node} |",
+            r.who,
             r.nodes,
             r.probes_per_s,
             r.cpu_share * 100.0,
-            mib(r.rss)
+            r.cpu_share * 1e6 / r.probes_per_s.max(1.0),
+            mib(r.rss),
+            mib(r.peak_rss)
         );
     }
 }

@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
 # Installs (or explains how to install) what a fresh Debian machine with only the Rust
-# toolchain lacks to build healthgate: cmake, for Pingora's zlib-ng dependency.
+# toolchain lacks. Always: cmake, for Pingora's zlib-ng dependency. With --bench also the
+# peers and load tool the benchmarks compare against: nginx, haproxy, wrk.
 set -euo pipefail
 
-need_cmake() { ! command -v cmake >/dev/null 2>&1; }
+wanted=(cmake)
+if [ "${1:-}" = "--bench" ]; then
+  wanted+=(nginx haproxy wrk)
+fi
 
-if need_cmake; then
-  echo "healthgate: cmake is needed to build Pingora (zlib-ng); installing it..." >&2
+# nginx and haproxy live in /usr/sbin, which is not on every user's PATH.
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
+missing() {
+  local m=()
+  for tool in "${wanted[@]}"; do have "$tool" || m+=("$tool"); done
+  echo "${m[@]:-}"
+}
+
+absent=$(missing)
+if [ -n "$absent" ]; then
+  echo "healthgate: installing what this machine lacks: $absent" >&2
+  # shellcheck disable=SC2086 # one word per package
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq cmake >/dev/null
+    apt-get update -qq && apt-get install -y -qq $absent >/dev/null
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
-    sudo apt-get update -qq && sudo apt-get install -y -qq cmake >/dev/null
+    sudo apt-get update -qq && sudo apt-get install -y -qq $absent >/dev/null
   fi
 fi
-if need_cmake; then
-  echo "error: cmake is missing and could not be installed automatically." >&2
-  echo "       Install it (Debian/Ubuntu: sudo apt-get install cmake) and run this again." >&2
+absent=$(missing)
+if [ -n "$absent" ]; then
+  echo "error: missing and could not be installed automatically: $absent" >&2
+  echo "       Install them (Debian/Ubuntu: sudo apt-get install $absent) and run this again." >&2
   exit 1
 fi
 if ! command -v cc >/dev/null 2>&1; then

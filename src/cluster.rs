@@ -2,7 +2,7 @@
 //! report evidence here; a flip of a node's state is logged, counted, and rebuilds the
 //! routing table — nothing else does.
 
-use crate::admin::Metrics;
+use crate::admin::{Metrics, Probe};
 use crate::config::Config;
 use crate::health::{Flip, HealthMachine, NodeState, Observation, ProbeOutcome, Thresholds};
 use crate::routing::{Backend, Router, RoutingTable};
@@ -98,7 +98,7 @@ impl Cluster {
                         reason,
                     })
             };
-            let counters = metrics.register_node(&node.name);
+            let series = metrics.register_node(&node.name);
             backends.push(Arc::new(Backend::new(
                 index,
                 node.name.clone(),
@@ -106,7 +106,7 @@ impl Cluster {
                 resolve(node.traffic_port)?,
                 resolve(node.health_port)?,
                 node.weight,
-                counters,
+                series,
             )));
         }
         let now = SystemTime::now();
@@ -173,23 +173,18 @@ impl Cluster {
         healthz: &ProbeOutcome,
         traffic: Option<&ProbeOutcome>,
     ) {
-        let name = &self.backends[id].name;
-        self.metrics.observe_probe(
-            name,
-            "readiness",
+        let series = &self.backends[id].series;
+        series.observe_probe(
+            Probe::Readiness,
             healthz.result,
             healthz.elapsed.as_secs_f64(),
         );
         if let Some(t) = traffic {
-            self.metrics
-                .observe_probe(name, "tcp", t.result, t.elapsed.as_secs_f64());
+            series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
         }
         // The status code is the truth; faulty CApps are whatever the last answer listed.
         if healthz.status.is_some() {
-            self.metrics
-                .backend_faulty_capps
-                .with_label_values(&[name])
-                .set(healthz.faulty_capps.len() as i64);
+            series.set_faulty_capps(healthz.faulty_capps.len());
         }
         let observation = Observation::Readiness {
             healthz_ok: healthz.passed(),
@@ -211,16 +206,14 @@ impl Cluster {
         liveness: &ProbeOutcome,
         traffic: Option<&ProbeOutcome>,
     ) {
-        let name = &self.backends[id].name;
-        self.metrics.observe_probe(
-            name,
-            "liveness",
+        let series = &self.backends[id].series;
+        series.observe_probe(
+            Probe::Liveness,
             liveness.result,
             liveness.elapsed.as_secs_f64(),
         );
         if let Some(t) = traffic {
-            self.metrics
-                .observe_probe(name, "tcp", t.result, t.elapsed.as_secs_f64());
+            series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
             if !t.passed() {
                 self.observe(id, Observation::TrafficFailed, Some(t.reason.clone()), None);
                 return;
@@ -233,7 +226,7 @@ impl Cluster {
     /// Live traffic could not use the node (connect failed, or a pooled connection broke):
     /// evict at once and ask its poller to verify right away.
     pub fn traffic_failed(&self, id: usize, reason: String) {
-        self.backends[id].counters.connect_failures.inc();
+        self.backends[id].series.count_connect_failure();
         self.observe(id, Observation::TrafficFailed, Some(reason), None);
         self.slots[id].recheck.notify_one();
     }
@@ -311,11 +304,7 @@ impl Cluster {
             flip.from,
             flip.to
         );
-        self.metrics
-            .backend_transitions_total
-            .with_label_values(&[name, flip.to.as_str()])
-            .inc();
-        self.metrics.set_state(name, flip.to);
+        self.backends[id].series.record_transition(flip.to);
     }
 
     /// Publish a new table of the nodes that are ready now.

@@ -10,6 +10,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,7 +37,7 @@ impl HealthgateProxy {
     /// End the current attempt without a response from the node.
     fn attempt_failed(&self, ctx: &mut RequestCtx) {
         if let Some(attempt) = ctx.attempt.take() {
-            attempt.backend().counters.count_status(None);
+            attempt.backend().series.count_status(None);
         }
     }
 }
@@ -109,13 +110,14 @@ impl ProxyHttp for HealthgateProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
         {
-            // Earlier hops may come in several header lines: keep them all, in order.
-            let mut forwarded_for = String::new();
+            // Earlier hops may come in several header lines: keep them all, in order. One
+            // buffer, sized for the common case, so this is a single allocation per request.
+            let mut forwarded_for = String::with_capacity(48);
             for prior in upstream_request.headers.get_all("x-forwarded-for") {
                 forwarded_for.push_str(&String::from_utf8_lossy(prior.as_bytes()));
                 forwarded_for.push_str(", ");
             }
-            forwarded_for.push_str(&client.ip().to_string());
+            let _ = write!(forwarded_for, "{}", client.ip());
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
         }
         upstream_request.insert_header("x-forwarded-proto", "http")?;
@@ -229,7 +231,7 @@ impl ProxyHttp for HealthgateProxy {
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(attempt) = ctx.attempt.take() {
-            attempt.backend().counters.count_status(ctx.upstream_status);
+            attempt.backend().series.count_status(ctx.upstream_status);
         }
         self.cluster
             .metrics()

@@ -18,6 +18,8 @@ use std::sync::Arc;
 const GRACE_PERIOD_SECONDS: u64 = 5;
 /// Seconds the runtimes get to stop after the grace period.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+/// Idle upstream connections the pool may keep per configured node.
+const UPSTREAM_IDLE_PER_NODE: usize = 8;
 
 /// Why healthgate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,13 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
         // Pingora counts the first attempt too; one more lets the proxy answer 503 itself
         // once every ready node has been tried.
         max_retries: config.balancing.retries + 1,
+        // One current-thread runtime per worker: no cross-thread wake-ups on the hot path
+        // (measured: 47 → 39 µs of CPU per request with one thread; README, Performance).
         work_stealing: false,
+        // Pingora keeps one LRU of idle upstream connections for all nodes (default 128).
+        // Round robin over N nodes needs an idle connection per node, or most requests
+        // open a new one: size the pool by the node count.
+        upstream_keepalive_pool_size: (config.nodes.len() * UPSTREAM_IDLE_PER_NODE).max(128),
         grace_period_seconds: Some(GRACE_PERIOD_SECONDS),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
         ..ServerConf::default()

@@ -115,11 +115,21 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 /// Resident memory of `pid` in bytes (`VmRSS`).
 pub fn rss_bytes(pid: u32) -> u64 {
+    memory_bytes(pid, "VmRSS:")
+}
+
+/// Peak resident memory of `pid` in bytes (`VmHWM`).
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    memory_bytes(pid, "VmHWM:")
+}
+
+/// A memory field of `/proc/PID/status`, in bytes (0 if unreadable).
+fn memory_bytes(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })

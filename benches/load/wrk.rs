@@ -66,7 +66,8 @@ pub fn run(
     let out = Command::new(find_tool("wrk").ok_or("wrk not found")?)
         .arg(format!("-t{}", load.threads))
         .arg(format!("-c{}", load.connections))
-        .arg(format!("-d{}ms", duration.as_millis()))
+        // wrk takes whole seconds only.
+        .arg(format!("-d{}s", duration.as_secs_f64().ceil().max(1.0)))
         .arg("-s")
         .arg(dir.join("report.lua"))
         .arg(format!("http://{target}/"))

@@ -1,9 +1,13 @@
 //! The admin listener: `/metrics`, `/status`, `/`, `/healthz`, `/liveness`.
 
+mod histogram;
 mod metrics;
+mod node_series;
 mod status;
 
-pub use metrics::{Metrics, PROBES};
+pub use histogram::{DURATION_BUCKETS, DurationHistogram, HistogramSnapshot};
+pub use metrics::Metrics;
+pub use node_series::{NodeSeries, Probe, STATUS_CLASSES};
 pub use status::{NodeStatus, Status};
 
 use crate::cluster::Cluster;

@@ -192,8 +192,6 @@ fn failed(
     }
 }
 
-/// One GET under one deadline, on a fresh connection that is closed afterwards (as
-/// Kubernetes probes do: no pooled connection can go stale between probes).
 /// `Host` for a probe: an IPv6 literal goes in brackets (`[::1]:9201`).
 fn host_header(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -203,6 +201,8 @@ fn host_header(host: &str, port: u16) -> String {
     }
 }
 
+/// One GET under one deadline, on a fresh connection that is closed afterwards (as
+/// Kubernetes probes do: no pooled connection can go stale between probes).
 async fn get(
     addr: SocketAddr,
     host: &str,

@@ -1,7 +1,7 @@
 //! A node as the hot path sees it: built once at start-up, shared by every snapshot.
 
+use crate::admin::NodeSeries;
 use pingora::upstreams::peer::HttpPeer;
-use prometheus::IntCounter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,29 +11,6 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled connections to a node are closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Status classes counted per node: 1xx–5xx, and `error` for no response at all.
-pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
-
-/// Per-node request counters, resolved once so the hot path never looks up labels.
-#[derive(Clone, Debug)]
-pub struct BackendCounters {
-    /// `healthgate_upstream_requests_total{node, class}`, indexed like [`STATUS_CLASSES`].
-    pub requests: [IntCounter; 6],
-    /// `healthgate_upstream_connect_failures_total{node}`.
-    pub connect_failures: IntCounter,
-}
-
-impl BackendCounters {
-    /// Count one finished request by its upstream status (`None`: no response).
-    pub fn count_status(&self, status: Option<u16>) {
-        let index = match status {
-            Some(code @ 100..=599) => usize::from(code / 100 - 1),
-            _ => 5,
-        };
-        self.requests[index].inc();
-    }
-}
 
 /// One MI node: identity, addresses, the prebuilt peer, and live load.
 #[derive(Debug)]
@@ -54,8 +31,8 @@ pub struct Backend {
     pub peer: HttpPeer,
     /// Requests currently being proxied to this node (for `least_connections`).
     in_flight: AtomicUsize,
-    /// Per-node request counters.
-    pub counters: BackendCounters,
+    /// The node's metric series (request and connect-failure counters on the hot path).
+    pub series: Arc<NodeSeries>,
 }
 
 impl Backend {
@@ -67,7 +44,7 @@ impl Backend {
         traffic_addr: SocketAddr,
         health_addr: SocketAddr,
         weight: u32,
-        counters: BackendCounters,
+        series: Arc<NodeSeries>,
     ) -> Backend {
         let mut peer = HttpPeer::new(traffic_addr, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
@@ -81,7 +58,7 @@ impl Backend {
             weight,
             peer,
             in_flight: AtomicUsize::new(0),
-            counters,
+            series,
         }
     }
 

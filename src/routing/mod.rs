@@ -7,9 +7,7 @@
 mod backend;
 mod select;
 
-pub use backend::{
-    Backend, BackendCounters, CONNECT_TIMEOUT, IDLE_TIMEOUT, InFlight, STATUS_CLASSES, Tried,
-};
+pub use backend::{Backend, CONNECT_TIMEOUT, IDLE_TIMEOUT, InFlight, Tried};
 pub use select::Selector;
 
 use crate::config::Algorithm;

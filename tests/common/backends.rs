@@ -5,14 +5,14 @@ use healthgate::admin::Metrics;
 use healthgate::routing::Backend;
 use std::sync::Arc;
 
-/// `n` backends with counters registered in a fresh metrics registry.
+/// `n` backends with series registered in a fresh metrics registry.
 pub fn loopback_backends(n: usize) -> Vec<Arc<Backend>> {
     let metrics = Metrics::new().expect("metrics");
     (0..n)
         .map(|id| {
             let ip = [127, 0, (id / 250) as u8, (id % 250 + 1) as u8];
             let name = format!("mi-{id}");
-            let counters = metrics.register_node(&name);
+            let series = metrics.register_node(&name);
             Arc::new(Backend::new(
                 id,
                 name,
@@ -20,7 +20,7 @@ pub fn loopback_backends(n: usize) -> Vec<Arc<Backend>> {
                 (ip, 8290).into(),
                 (ip, 9201).into(),
                 (id % 3 + 1) as u32,
-                counters,
+                series,
             ))
         })
         .collect()

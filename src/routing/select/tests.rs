@@ -1,12 +1,9 @@
 use super::*;
-use crate::routing::{BackendCounters, InFlight};
-use prometheus::IntCounter;
-
-fn counter() -> IntCounter {
-    IntCounter::new("c", "test counter").expect("valid counter")
-}
+use crate::admin::Metrics;
+use crate::routing::InFlight;
 
 pub(crate) fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
+    let metrics = Metrics::new().expect("metrics");
     weights
         .iter()
         .enumerate()
@@ -19,10 +16,7 @@ pub(crate) fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
                 ([127, 0, 0, 1], port).into(),
                 ([127, 0, 0, 1], port + 1000).into(),
                 weight,
-                BackendCounters {
-                    requests: std::array::from_fn(|_| counter()),
-                    connect_failures: counter(),
-                },
+                metrics.register_node(&format!("n{id}")),
             ))
         })
         .collect()

@@ -120,6 +120,9 @@ fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64) -> Result<Row, String> {
     let probes = || metrics().map_or(f64::NAN, |m| metric_sum(&m, "healthgate_probes_total"));
     let (p0, c0, t0) = (probes(), cpu_seconds(proc.pid()), Instant::now());
     std::thread::sleep(Duration::from_secs_f64(seconds));
+    // Resident memory while probing, read before the closing scrape (a 5000-node scrape
+    // renders ~29 MB of text; that shows in the peak).
+    let rss = rss_bytes(proc.pid());
     let (p1, c1, elapsed) = (
         probes(),
         cpu_seconds(proc.pid()),
@@ -131,7 +134,7 @@ fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64) -> Result<Row, String> {
         // The two /metrics scrapes are inside the window; their cost is counted too.
         probes_per_s: (p1 - p0) / elapsed,
         cpu_share: (c1 - c0) / elapsed,
-        rss: rss_bytes(proc.pid()),
+        rss,
         peak_rss: peak_rss_bytes(proc.pid()),
     };
     eprintln!(

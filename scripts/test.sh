@@ -3,7 +3,7 @@
 # and the real healthgate binary on 127.0.0.1. Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-deps.sh
+scripts/ensure-deps.sh --test
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --locked "$@"
 else

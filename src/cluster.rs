@@ -4,12 +4,14 @@
 
 use crate::admin::{Metrics, Probe};
 use crate::config::Config;
-use crate::health::{Flip, HealthMachine, NodeState, Observation, ProbeOutcome, Thresholds};
+use crate::health::{
+    Flip, HealthMachine, NodeState, Observation, ProbeOutcome, ProbeResult, Thresholds,
+};
 use crate::routing::{Backend, Router, RoutingTable};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 /// Why the cluster could not be built.
@@ -30,6 +32,27 @@ pub enum ClusterError {
     /// The metrics registry rejected a metric (a bug, not an input problem).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+}
+
+/// The latest result of one kind of probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastProbe {
+    /// How it ended.
+    pub result: ProbeResult,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// When it ended.
+    pub at: SystemTime,
+}
+
+impl LastProbe {
+    fn of(outcome: &ProbeOutcome) -> LastProbe {
+        LastProbe {
+            result: outcome.result,
+            elapsed: outcome.elapsed,
+            at: SystemTime::now(),
+        }
+    }
 }
 
 /// What is known about one node, for `/status` and the status page.
@@ -53,6 +76,12 @@ pub struct NodeReport {
     pub weight: u32,
     /// Requests in flight to the node.
     pub in_flight: usize,
+    /// The latest readiness, liveness and TCP probe, indexed like [`Probe::ALL`].
+    pub last_probes: [Option<LastProbe>; 3],
+    /// Requests the node answered or failed, all status classes.
+    pub requests: u64,
+    /// Of those, 5xx answers and attempts that got no answer.
+    pub errors: u64,
 }
 
 #[derive(Debug)]
@@ -61,6 +90,7 @@ struct NodeHealth {
     since: SystemTime,
     faulty_capps: Vec<String>,
     last_error: Option<String>,
+    last_probes: [Option<LastProbe>; 3],
 }
 
 #[derive(Debug)]
@@ -118,6 +148,7 @@ impl Cluster {
                     since: now,
                     faulty_capps: Vec::new(),
                     last_error: None,
+                    last_probes: [None; 3],
                 }),
                 state: AtomicU8::new(NodeState::Starting.to_u8()),
                 recheck: Notify::new(),
@@ -182,6 +213,7 @@ impl Cluster {
         if let Some(t) = traffic {
             series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
         }
+        self.remember_probes(id, Probe::Readiness, healthz, traffic);
         // The status code is the truth; faulty CApps are whatever the last answer listed.
         if healthz.status.is_some() {
             series.set_faulty_capps(healthz.faulty_capps.len());
@@ -212,6 +244,7 @@ impl Cluster {
             liveness.result,
             liveness.elapsed.as_secs_f64(),
         );
+        self.remember_probes(id, Probe::Liveness, liveness, traffic);
         if let Some(t) = traffic {
             series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
             if !t.passed() {
@@ -231,6 +264,21 @@ impl Cluster {
         self.slots[id].recheck.notify_one();
     }
 
+    /// Keep a round's outcomes for the status page.
+    fn remember_probes(
+        &self,
+        id: usize,
+        probe: Probe,
+        outcome: &ProbeOutcome,
+        traffic: Option<&ProbeOutcome>,
+    ) {
+        let mut h = self.lock(id);
+        h.last_probes[probe as usize] = Some(LastProbe::of(outcome));
+        if let Some(t) = traffic {
+            h.last_probes[Probe::Tcp as usize] = Some(LastProbe::of(t));
+        }
+    }
+
     /// A report of every node, in configuration order.
     pub fn reports(&self) -> Vec<NodeReport> {
         self.backends
@@ -247,6 +295,9 @@ impl Cluster {
                     last_error: h.last_error.clone(),
                     weight: b.weight,
                     in_flight: b.in_flight(),
+                    last_probes: h.last_probes,
+                    requests: b.series.requests_total(),
+                    errors: b.series.errors_total(),
                 }
             })
             .collect()

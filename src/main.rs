@@ -1,7 +1,7 @@
 //! The `healthgate` command line: run the proxy, check a configuration, or run the demo.
 
 use clap::{Parser, Subcommand};
-use healthgate::config::Config;
+use healthgate::config::{Config, LogLevel};
 use healthgate::demo::{self, DemoArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +32,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     // Destructured so that a new flag is a compile error until it is handled here.
     let Cli {
         config,
@@ -40,7 +39,10 @@ fn main() -> ExitCode {
         command,
     } = Cli::parse();
     match (command, config) {
-        (Some(Command::Demo(args)), _) => exit(demo::run(args)),
+        (Some(Command::Demo(args)), _) => {
+            init_logging(LogLevel::Info);
+            exit(demo::run(args))
+        }
         (None, Some(path)) => {
             let config = match Config::load(&path) {
                 Ok(c) => c,
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
                 println!("{}: ok: {}", path.display(), config.summary());
                 return ExitCode::SUCCESS;
             }
+            init_logging(config.log.level);
             log::info!("{}: loaded: {}", path.display(), config.summary());
             match healthgate::server::build(&config) {
                 Ok(built) => built.server.run_forever(),
@@ -75,11 +78,16 @@ fn fail(error: &dyn std::error::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// `RUST_LOG` if set, else `info` for healthgate and `warn` for everything else.
-fn init_logging() {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,healthgate=info,mi_sim=info"),
-    )
-    .format_timestamp_millis()
-    .init();
+/// `RUST_LOG` if set, else `level` for healthgate and `warn` for its libraries (`error` and
+/// `trace` apply to them too).
+fn init_logging(level: LogLevel) {
+    let level = level.as_str();
+    let libraries = match level {
+        "error" | "trace" => level,
+        _ => "warn",
+    };
+    let default = format!("{libraries},healthgate={level},mi_sim={level}");
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp_millis()
+        .init();
 }

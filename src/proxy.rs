@@ -21,12 +21,18 @@ pub const NO_READY_NODE_BODY: &str = "no ready Micro Integrator node is availabl
 pub struct HealthgateProxy {
     cluster: Arc<Cluster>,
     retries: usize,
+    access_log: bool,
 }
 
 impl HealthgateProxy {
-    /// A proxy over `cluster` that retries up to `retries` times on other nodes.
-    pub fn new(cluster: Arc<Cluster>, retries: usize) -> HealthgateProxy {
-        HealthgateProxy { cluster, retries }
+    /// A proxy over `cluster` that retries up to `retries` times on other nodes, and logs a
+    /// line per request if `access_log`.
+    pub fn new(cluster: Arc<Cluster>, retries: usize, access_log: bool) -> HealthgateProxy {
+        HealthgateProxy {
+            cluster,
+            retries,
+            access_log,
+        }
     }
 
     /// Whether this request may make another attempt.
@@ -196,10 +202,10 @@ impl ProxyHttp for HealthgateProxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         if ctx.no_ready_node {
-            let sent = respond_no_ready_node(session).await;
+            respond_no_ready_node(session).await;
             return FailToProxy {
                 error_code: 503,
-                can_reuse_downstream: sent && session.as_downstream_mut().is_body_empty(),
+                can_reuse_downstream: false,
             };
         }
         let code = match e.etype() {
@@ -229,19 +235,44 @@ impl ProxyHttp for HealthgateProxy {
         ctx.no_ready_node
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(attempt) = ctx.attempt.take() {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let attempt = ctx.attempt.take();
+        if let Some(attempt) = &attempt {
             attempt.backend().series.count_status(ctx.upstream_status);
         }
+        let elapsed = ctx.started.elapsed();
         self.cluster
             .metrics()
             .request_duration_seconds
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        if self.access_log {
+            access_log_line(session, attempt.as_ref(), elapsed);
+        }
     }
 }
 
-/// Write the contract's 503: `Retry-After: 1` and a one-line body. Returns whether it was sent.
-async fn respond_no_ready_node(session: &mut Session) -> bool {
+/// One access-log line: client, method, path, status sent, node, duration.
+fn access_log_line(session: &Session, attempt: Option<&InFlight>, elapsed: std::time::Duration) {
+    let request = session.req_header();
+    let client = session
+        .client_addr()
+        .map_or_else(|| "-".to_string(), ToString::to_string);
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let node = attempt.map_or("-", |a| a.backend().name.as_str());
+    log::info!(
+        target: "healthgate::access",
+        "client={client} method={} path={} status={status} node={node} ms={:.1}",
+        request.method,
+        request.uri,
+        elapsed.as_secs_f64() * 1000.0
+    );
+}
+
+/// Write the contract's 503: `Retry-After: 1` and a one-line body, with `Connection: close`:
+/// Pingora 0.9 closes the client connection after any failed proxy attempt, so saying
+/// keep-alive would let the client send its next request into a closing socket (a test
+/// caught exactly that).
+async fn respond_no_ready_node(session: &mut Session) {
     let body = Bytes::from_static(NO_READY_NODE_BODY.as_bytes());
     let header = (|| -> Result<ResponseHeader> {
         let mut h = ResponseHeader::build(503, Some(4))?;
@@ -252,8 +283,9 @@ async fn respond_no_ready_node(session: &mut Session) -> bool {
         Ok(h)
     })();
     let Ok(header) = header else {
-        return false;
+        return;
     };
+    session.set_keepalive(None);
     let result = async {
         session
             .write_response_header(Box::new(header), false)
@@ -261,8 +293,7 @@ async fn respond_no_ready_node(session: &mut Session) -> bool {
         session.write_response_body(Some(body), true).await
     }
     .await;
-    if let Err(e) = &result {
+    if let Err(e) = result {
         log::debug!("could not send 503 to the client: {e}");
     }
-    result.is_ok()
 }

@@ -78,7 +78,11 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server_conf,
-        HealthgateProxy::new(cluster.clone(), config.balancing.retries),
+        HealthgateProxy::new(
+            cluster.clone(),
+            config.balancing.retries,
+            config.log.access_log,
+        ),
         "healthgate proxy",
     );
     for addr in &config.listen {

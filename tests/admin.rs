@@ -14,6 +14,14 @@ async fn metrics_carry_the_contract_names() {
     let proxy = ProxyConfig::new(&nodes).start().await;
     proxy.wait_ready(2).await;
     assert_eq!(proxy.get("/api").await.0, 200);
+    // A request is counted in Pingora's logging hook, after its response went out.
+    eventually(Duration::from_secs(5), "the request counted", || async {
+        proxy
+            .metrics()
+            .await
+            .contains("healthgate_request_duration_seconds_count 1")
+    })
+    .await;
     let metrics = proxy.metrics().await;
     for name in [
         "healthgate_backend_up{node=\"mi-1\"} 1",

@@ -229,6 +229,8 @@ async fn no_ready_node_answers_503_and_recovers() {
     let r = proxy.client.get(proxy.url("/api")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
+    // The proxy closes the connection after a 503; it must say so.
+    assert_eq!(r.headers()["connection"], "close");
     let body = r.text().await.unwrap();
     assert_eq!(body.lines().count(), 1, "{body:?}");
     assert!(body.contains("no ready"), "{body:?}");

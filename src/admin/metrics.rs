@@ -4,6 +4,7 @@
 
 use super::histogram::DURATION_BUCKETS;
 use super::node_series::{NodeMetrics, NodeSeries};
+use prometheus::process_collector::ProcessCollector;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
 use std::sync::Arc;
 
@@ -56,7 +57,8 @@ impl Metrics {
             )?,
         };
         for c in [
-            Box::new(metrics.ready_backends.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ProcessCollector::for_self()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.ready_backends.clone()),
             Box::new(metrics.routing_table_generation.clone()),
             Box::new(metrics.retries_total.clone()),
             Box::new(metrics.no_ready_backend_total.clone()),

@@ -75,9 +75,21 @@ impl NodeSeries {
         self.requests[index].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Requests counted for a status class (index into [`STATUS_CLASSES`]).
-    pub fn requests(&self, class: usize) -> u64 {
-        self.requests[class].load(Ordering::Relaxed)
+    /// Requests counted, every status class together.
+    pub fn requests_total(&self) -> u64 {
+        self.requests
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Requests that failed on the node: 5xx answers and attempts with no answer.
+    pub fn errors_total(&self) -> u64 {
+        // STATUS_CLASSES ends with "5xx", "error".
+        self.requests[4..]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Count a failed connection (or broken pooled connection) from live traffic.

@@ -1,6 +1,7 @@
 //! `/status` (JSON) and `/` (a page a person reads at a glance), from one [`Status`] value.
 
-use crate::cluster::Cluster;
+use super::Probe;
+use crate::cluster::{Cluster, LastProbe};
 use crate::health::NodeState;
 use serde::Serialize;
 use std::fmt::Write;
@@ -40,6 +41,44 @@ pub struct NodeStatus {
     pub weight: u32,
     /// Requests in flight to the node.
     pub in_flight: usize,
+    /// Requests sent to the node (every outcome).
+    pub requests: u64,
+    /// Of those, 5xx answers and attempts that got no answer.
+    pub errors: u64,
+    /// The latest probe of each kind (`null` before the first).
+    pub probes: ProbesStatus,
+}
+
+/// The latest readiness, liveness and TCP probe of a node.
+#[derive(Debug, Serialize)]
+pub struct ProbesStatus {
+    /// `GET /healthz`.
+    pub readiness: Option<ProbeStatus>,
+    /// `GET /liveness`.
+    pub liveness: Option<ProbeStatus>,
+    /// Connect to the traffic port.
+    pub tcp: Option<ProbeStatus>,
+}
+
+/// One probe's latest result.
+#[derive(Debug, Serialize)]
+pub struct ProbeStatus {
+    /// `success`, `failure`, `timeout` or `error`.
+    pub result: &'static str,
+    /// How long it took, in milliseconds.
+    pub ms: f64,
+    /// Seconds since it ended.
+    pub seconds_ago: u64,
+}
+
+impl ProbeStatus {
+    fn of(probe: Option<LastProbe>, now: SystemTime) -> Option<ProbeStatus> {
+        probe.map(|p| ProbeStatus {
+            result: p.result.as_str(),
+            ms: (p.elapsed.as_secs_f64() * 1e4).round() / 10.0,
+            seconds_ago: now.duration_since(p.at).map_or(0, |d| d.as_secs()),
+        })
+    }
 }
 
 impl Status {
@@ -64,6 +103,13 @@ impl Status {
                     seconds_in_state: now.duration_since(r.since).map_or(0, |d| d.as_secs()),
                     weight: r.weight,
                     in_flight: r.in_flight,
+                    requests: r.requests,
+                    errors: r.errors,
+                    probes: ProbesStatus {
+                        readiness: ProbeStatus::of(r.last_probes[Probe::Readiness as usize], now),
+                        liveness: ProbeStatus::of(r.last_probes[Probe::Liveness as usize], now),
+                        tcp: ProbeStatus::of(r.last_probes[Probe::Tcp as usize], now),
+                    },
                 })
                 .collect(),
         }
@@ -94,33 +140,86 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// A self-contained page (no external assets) that refreshes itself every 2 s.
+/// `12s`, `4m 5s`, `3h 2m`, `2d 1h`: time in state, short.
+fn short_duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// One probe cell: result and latency, coloured by result.
+fn probe_cell(probe: &Option<ProbeStatus>) -> String {
+    match probe {
+        None => "<span class=\"muted\">–</span>".into(),
+        Some(p) => {
+            let class = if p.result == "success" { "ok" } else { "bad" };
+            format!("<span class=\"{class}\">{}</span> {:.1} ms", p.result, p.ms)
+        }
+    }
+}
+
+/// The page's style: a table on wide screens, one card per node on a phone.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1em;color:#222}\
+h1{font-size:1.4em;margin:0 0 .3em}.summary{margin:.2em 0 1em}\
+table{border-collapse:collapse;width:100%}th{font-size:.85em;color:#555}\
+td,th{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top;\
+white-space:nowrap}td.wrap{white-space:normal}\
+.state{display:inline-block;padding:.1em .5em;border-radius:.8em;color:#fff;font-weight:600}\
+.ok{color:#1a7f37}.bad{color:#c62828;font-weight:600}.muted{color:#888}.small{font-size:.85em;color:#555}\
+.capps{color:#b35900;font-weight:600}\
+@media (max-width:700px){table,tbody,tr,td{display:block;width:100%}tr:first-child{display:none}\
+tr{border:1px solid #ddd;border-radius:.4em;margin:0 0 .8em;padding:.3em}\
+td{border:0;padding:.15em .3em}td::before{content:attr(data-label) \": \";color:#555;font-size:.85em}}";
+
+/// A self-contained page (no external assets, no script) that reloads itself every 2 s.
 pub fn html(status: &Status) -> String {
     let mut rows = String::new();
     for n in &status.nodes {
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td><b style=\"color:{}\">{}</b></td><td>{}s</td><td>{}</td><td>{}</td></tr>",
-            escape(&n.name),
-            escape(&n.address),
-            colour(n.state),
-            n.state,
-            n.seconds_in_state,
-            escape(&n.faulty_capps.join(", ")),
-            escape(n.last_error.as_deref().unwrap_or("")),
+            "<tr data-node=\"{name}\" data-state=\"{state}\">\
+<td data-label=\"node\"><b>{name}</b><br><span class=\"small\">{address}</span></td>\
+<td data-label=\"state\"><span class=\"state\" style=\"background:{colour}\">{state}</span> \
+<span class=\"small\">for {age}</span></td>\
+<td data-label=\"readiness\">{readiness}</td><td data-label=\"liveness\">{liveness}</td>\
+<td data-label=\"tcp\">{tcp}</td>\
+<td data-label=\"faulty CApps\" class=\"capps wrap\">{capps}</td>\
+<td data-label=\"requests\">{requests}</td><td data-label=\"errors\">{errors}</td>\
+<td data-label=\"weight\">{weight}</td>\
+<td data-label=\"last error\" class=\"small wrap\">{error}</td></tr>",
+            name = escape(&n.name),
+            address = escape(&n.address),
+            colour = colour(n.state),
+            state = n.state,
+            age = short_duration(n.seconds_in_state),
+            readiness = probe_cell(&n.probes.readiness),
+            liveness = probe_cell(&n.probes.liveness),
+            tcp = probe_cell(&n.probes.tcp),
+            capps = escape(&n.faulty_capps.join(", ")),
+            requests = n.requests,
+            errors = n.errors,
+            weight = n.weight,
+            error = escape(n.last_error.as_deref().unwrap_or("")),
         );
     }
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>healthgate</title>\
-<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse;width:100%}}\
-td,th{{border-bottom:1px solid #ddd;padding:.3em;text-align:left;vertical-align:top}}</style></head>\
-<body><h1>healthgate</h1><p>{} of {} node(s) ready · routing table generation {}</p>\
-<table><tr><th>node</th><th>address</th><th>state</th><th>in state</th><th>faulty CApps</th><th>last error</th></tr>{}</table>\
-<p><a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a></p></body></html>",
-        status.ready,
-        status.nodes.len(),
-        status.generation,
-        rows
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta http-equiv=\"refresh\" content=\"2\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>healthgate: {ready}/{total} ready</title><style>{STYLE}</style></head>\
+<body><h1>healthgate</h1>\
+<p class=\"summary\" id=\"summary\"><b>{ready} of {total}</b> node(s) ready · routing table \
+generation <b>{generation}</b></p>\
+<table><tr><th>node</th><th>state</th><th>readiness</th><th>liveness</th><th>tcp</th>\
+<th>faulty CApps</th><th>requests</th><th>errors</th><th>weight</th><th>last error</th></tr>\
+{rows}</table>\
+<p class=\"small\"><a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a> · \
+reloads every 2 s</p></body></html>",
+        ready = status.ready,
+        total = status.nodes.len(),
+        generation = status.generation,
     )
 }

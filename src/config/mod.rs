@@ -32,6 +32,47 @@ pub struct Config {
     pub liveness: LivenessConfig,
     /// How traffic is spread and retried.
     pub balancing: BalancingConfig,
+    /// What is logged.
+    pub log: LogConfig,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// healthgate's own log level (default `info`: start-up, config, state flips). `RUST_LOG`,
+    /// when set, overrides it.
+    pub level: LogLevel,
+    /// One line per request: client, method, path, status, node, duration (default off).
+    pub access_log: bool,
+}
+
+/// Log levels, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Start-up, configuration loads and every node state change (the default).
+    Info,
+    /// Also routing table rebuilds and per-request failures.
+    Debug,
+    /// Everything, including Pingora's internals.
+    Trace,
+}
+
+impl LogLevel {
+    /// The name used in the config file and in `RUST_LOG`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }
 
 /// One MI node.

@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     pub liveness: RawLiveness,
     #[serde(default)]
     pub balancing: RawBalancing,
+    #[serde(default)]
+    pub log: RawLog,
 }
 
 /// `listen` accepts a single address or a list.
@@ -72,6 +74,14 @@ pub(super) struct RawLiveness {
 pub(super) struct RawBalancing {
     pub algorithm: Option<super::Algorithm>,
     pub retries: Option<Spanned<i64>>,
+}
+
+/// The `log` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub level: Option<super::LogLevel>,
+    pub access_log: Option<bool>,
 }
 
 /// A duration written as `500ms`, `1s`, `2m` (anything `humantime` reads).

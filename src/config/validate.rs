@@ -3,7 +3,8 @@
 use super::error::RuleError;
 use super::raw::{HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness};
 use super::{
-    Algorithm, BalancingConfig, Config, LivenessConfig, NodeConfig, ReadinessConfig, defaults,
+    Algorithm, BalancingConfig, Config, LivenessConfig, LogConfig, LogLevel, NodeConfig,
+    ReadinessConfig, defaults,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -49,6 +50,10 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         balancing: BalancingConfig {
             algorithm: raw.balancing.algorithm.unwrap_or(Algorithm::RoundRobin),
             retries,
+        },
+        log: LogConfig {
+            level: raw.log.level.unwrap_or(LogLevel::Info),
+            access_log: raw.log.access_log.unwrap_or(false),
         },
     })
 }

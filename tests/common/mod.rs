@@ -68,6 +68,7 @@ pub struct ProxyConfig {
     pub readiness_initial_delay: &'static str,
     pub liveness_initial_delay: &'static str,
     pub threads: usize,
+    pub access_log: bool,
 }
 
 impl ProxyConfig {
@@ -90,6 +91,7 @@ impl ProxyConfig {
             readiness_initial_delay: "0s",
             liveness_initial_delay: "0s",
             threads: 2,
+            access_log: false,
         }
     }
 
@@ -119,7 +121,7 @@ impl ProxyConfig {
             "listen: \"{listen}\"\nadmin: \"{admin}\"\nthreads: {}\n\
              readiness:\n  period: {}\n  timeout: {}\n  success_threshold: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
              liveness:\n  period: {}\n  timeout: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
-             balancing:\n  algorithm: {}\n  retries: {}\nnodes:\n",
+             balancing:\n  algorithm: {}\n  retries: {}\nlog:\n  access_log: {}\nnodes:\n",
             self.threads,
             self.readiness_period,
             self.readiness_timeout,
@@ -131,7 +133,8 @@ impl ProxyConfig {
             self.liveness_failure_threshold,
             self.liveness_initial_delay,
             self.algorithm,
-            self.retries
+            self.retries,
+            self.access_log
         );
         for (name, traffic, health, weight) in &self.nodes {
             let _ = writeln!(

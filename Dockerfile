@@ -1,0 +1,24 @@
+# healthgate and mi-sim in one small image.
+#   docker build -t healthgate .
+#   docker run --rm -v $PWD/conf/compose.yaml:/etc/healthgate/healthgate.yaml:ro healthgate
+FROM rust:1.95-bookworm AS build
+# Pingora's zlib-ng dependency builds with cmake.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# The release profile keeps line tables for profiling; an image does not need them.
+ENV CARGO_PROFILE_RELEASE_DEBUG=0
+RUN cargo build --release --locked --bins \
+ && strip target/release/healthgate target/release/mi-sim
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home healthgate
+COPY --from=build /src/target/release/healthgate /src/target/release/mi-sim /usr/local/bin/
+COPY conf/compose.yaml /etc/healthgate/healthgate.yaml
+USER healthgate
+# Traffic, admin (/metrics, /status, status page).
+EXPOSE 8280 9300
+ENTRYPOINT ["healthgate"]
+CMD ["--config", "/etc/healthgate/healthgate.yaml"]

@@ -70,12 +70,12 @@ impl Metrics {
     }
 }
 
-async fn wait_state(proxy: &Proxy, node: &str, state: &str) {
-    eventually(
-        Duration::from_secs(10),
-        &format!("{node} {state}"),
-        || async { proxy.node_state(node).await == state },
-    )
+/// MI-style shutdown of `node`, then wait until its traffic port refuses connections.
+async fn shut_down(node: &healthgate::sim::SimNode) {
+    node.shutdown();
+    eventually(Duration::from_secs(5), "traffic port closed", || async {
+        std::net::TcpStream::connect(node.traffic_addr()).is_err()
+    })
     .await;
 }
 
@@ -139,7 +139,7 @@ async fn metrics_follow_a_node_through_ready_faulty_dead_ready() {
 
     // Faulty: two CApps failed to deploy.
     nodes[0].set_faulty_capps(vec!["orders_1.0.0.car".into(), "billing \"v2\".car".into()]);
-    wait_state(&proxy, "mi-1", "not_ready").await;
+    proxy.wait_state("mi-1", "not_ready").await;
     let m = Metrics::of(&proxy).await;
     assert_eq!(m.state("mi-1"), "not_ready");
     assert_eq!(m.node("healthgate_backend_up", "mi-1"), 0.0);
@@ -152,7 +152,7 @@ async fn metrics_follow_a_node_through_ready_faulty_dead_ready() {
 
     // Dead: the process is gone.
     nodes[0].crash();
-    wait_state(&proxy, "mi-1", "dead").await;
+    proxy.wait_state("mi-1", "dead").await;
     let m = Metrics::of(&proxy).await;
     assert_eq!(m.state("mi-1"), "dead");
     assert_eq!(m.transitions("mi-1", "dead"), 1.0);
@@ -163,7 +163,7 @@ async fn metrics_follow_a_node_through_ready_faulty_dead_ready() {
     // Ready again: restarted with its CApps fixed.
     nodes[0].set_faulty_capps(Vec::new());
     nodes[0].restart().unwrap();
-    wait_state(&proxy, "mi-1", "ready").await;
+    proxy.wait_state("mi-1", "ready").await;
     let m = Metrics::of(&proxy).await;
     assert_eq!(m.state("mi-1"), "ready");
     assert_eq!(m.node("healthgate_backend_up", "mi-1"), 1.0);
@@ -193,13 +193,7 @@ async fn traffic_failures_are_counted() {
     let proxy = config.start().await;
     proxy.wait_ready(2).await;
 
-    nodes[0].shutdown();
-    eventually(
-        Duration::from_secs(5),
-        "mi-1 traffic port closed",
-        || async { std::net::TcpStream::connect(nodes[0].traffic_addr()).is_err() },
-    )
-    .await;
+    shut_down(&nodes[0]).await;
     for _ in 0..4 {
         assert_eq!(proxy.get("/api").await, (200, Some("mi-2".into())));
     }
@@ -218,13 +212,7 @@ async fn traffic_failures_are_counted() {
     );
     assert_eq!(m.state("mi-1"), "dead");
 
-    nodes[1].shutdown();
-    eventually(
-        Duration::from_secs(5),
-        "mi-2 traffic port closed",
-        || async { std::net::TcpStream::connect(nodes[1].traffic_addr()).is_err() },
-    )
-    .await;
+    shut_down(&nodes[1]).await;
     assert_eq!(proxy.get("/api").await.0, 503);
     assert_eq!(proxy.get("/api").await.0, 503);
     let m = Metrics::of(&proxy).await;
@@ -246,7 +234,7 @@ async fn flips_and_config_loads_are_logged_requests_only_on_request() {
     proxy.wait_ready(1).await;
     assert_eq!(proxy.get("/quiet").await.0, 200);
     nodes[0].set_faulty_capps(vec!["orders_1.0.0.car".into()]);
-    wait_state(&proxy, "mi-1", "not_ready").await;
+    proxy.wait_state("mi-1", "not_ready").await;
 
     let log = proxy.log();
     assert!(

@@ -256,6 +256,16 @@ impl Proxy {
         node_field(&self.status().await, name, "state")
     }
 
+    /// Wait until node `name` is in `state` according to `/status`.
+    pub async fn wait_state(&self, name: &str, state: &str) {
+        eventually(
+            Duration::from_secs(10),
+            &format!("{name} {state}"),
+            || async { self.node_state(name).await == state },
+        )
+        .await;
+    }
+
     /// Names of the ready nodes according to `/status`.
     pub async fn ready_nodes(&self) -> Vec<String> {
         self.status().await["nodes"]

@@ -204,8 +204,10 @@ impl NodeMetrics {
         }
         header(out, &STATE);
         for n in nodes {
+            // One read per node, so a flip during the scrape cannot show two states.
+            let current = state(n);
             for s in NodeState::ALL {
-                let one_hot = u64::from(s == state(n));
+                let one_hot = u64::from(s == current);
                 sample(
                     out,
                     STATE.0,

@@ -13,7 +13,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use healthgate::config::Algorithm;
 use healthgate::health::body::faulty_capps;
-use healthgate::routing::{Router, RoutingTable, Tried};
+use healthgate::routing::{Members, Router, RoutingTable, Tried};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +39,7 @@ fn pick(c: &mut Criterion) {
         for algorithm in ALGORITHMS {
             let router = Arc::new(Router::new(algorithm));
             let all = nodes.clone();
-            router.publish(|| all, |_| {});
+            router.publish(|| Members::ready(all), |_, _| {});
             // A writer that flips one node out and back in every millisecond: a thousand
             // flips a second, far more than a real cluster makes, so every pick races a swap.
             let stop = Arc::new(AtomicBool::new(false));
@@ -50,7 +50,7 @@ fn pick(c: &mut Criterion) {
                     while !stop.load(Ordering::Relaxed) {
                         let skip = (swaps % 2) as usize;
                         let ready = nodes[skip..].to_vec();
-                        router.publish(|| ready, |_| {});
+                        router.publish(|| Members::ready(ready), |_, _| {});
                         swaps += 1;
                         thread::sleep(Duration::from_millis(1));
                     }
@@ -87,7 +87,15 @@ fn rebuild(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(algorithm.as_str(), n),
                 &nodes,
-                |b, nodes| b.iter(|| black_box(RoutingTable::new(1, algorithm, nodes.clone()))),
+                |b, nodes| {
+                    b.iter(|| {
+                        black_box(RoutingTable::new(
+                            1,
+                            algorithm,
+                            Members::ready(nodes.clone()),
+                        ))
+                    })
+                },
             );
         }
     }

@@ -3,11 +3,11 @@
 //! routing table — nothing else does.
 
 use crate::admin::{Metrics, Probe};
-use crate::config::Config;
+use crate::config::{Config, NoneReadyPolicy};
 use crate::health::{
     Flip, HealthMachine, NodeState, Observation, ProbeOutcome, ProbeResult, Thresholds,
 };
-use crate::routing::{Backend, Router, RoutingTable};
+use crate::routing::{Backend, Members, Router, RoutingTable};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -108,6 +108,7 @@ pub struct Cluster {
     slots: Box<[Slot]>,
     router: Router,
     thresholds: Thresholds,
+    when_none_ready: NoneReadyPolicy,
     metrics: Metrics,
 }
 
@@ -163,6 +164,7 @@ impl Cluster {
                 failure: config.readiness.failure_threshold,
                 liveness_failure: config.liveness.failure_threshold,
             },
+            when_none_ready: config.balancing.when_none_ready,
             metrics,
         })
     }
@@ -338,7 +340,9 @@ impl Cluster {
             }
             flip
         };
-        if flip.is_some_and(|f| f.from == NodeState::Ready || f.to == NodeState::Ready) {
+        // Any flip may change the members (under `any_alive` a not-ready node may be
+        // routable); `publish` makes no new table when they did not change.
+        if flip.is_some() {
             self.rebuild_table();
         }
     }
@@ -358,25 +362,59 @@ impl Cluster {
         self.backends[id].series.record_transition(flip.to);
     }
 
-    /// Publish a new table of the nodes that are ready now.
+    /// The nodes to route to now: the ready ones; under `any_alive`, when none is ready,
+    /// the alive but not ready ones.
+    fn members(&self) -> Members {
+        let in_state = |state: NodeState| -> Vec<Arc<Backend>> {
+            self.backends
+                .iter()
+                .filter(|b| self.state(b.id) == state)
+                .cloned()
+                .collect()
+        };
+        let ready = in_state(NodeState::Ready);
+        if ready.is_empty() && self.when_none_ready == NoneReadyPolicy::AnyAlive {
+            let alive = in_state(NodeState::NotReady);
+            if !alive.is_empty() {
+                return Members {
+                    nodes: alive,
+                    fallback: true,
+                };
+            }
+        }
+        Members::ready(ready)
+    }
+
+    /// Publish a new table of the nodes to route to now.
     fn rebuild_table(&self) {
         self.router.publish(
-            || {
-                self.backends
-                    .iter()
-                    .filter(|b| self.state(b.id) == NodeState::Ready)
-                    .cloned()
-                    .collect()
-            },
-            |table| {
-                self.metrics.ready_backends.set(table.len() as i64);
+            || self.members(),
+            |previous, table| {
+                self.metrics.ready_backends.set(table.ready() as i64);
                 self.metrics
                     .routing_table_generation
                     .set(table.generation() as i64);
+                self.metrics
+                    .routing_fallback
+                    .set(i64::from(table.is_fallback()));
+                if table.is_fallback() {
+                    let names: Vec<&str> = table.nodes().iter().map(|b| b.name.as_str()).collect();
+                    log::warn!(
+                        "no node is ready: routing to {} alive but not ready node(s) ({}) under when_none_ready: any_alive",
+                        names.len(),
+                        names.join(", ")
+                    );
+                } else if previous.is_fallback() {
+                    log::info!(
+                        "routing to ready nodes again ({} ready); fallback ended",
+                        table.ready()
+                    );
+                }
                 log::debug!(
-                    "routing table generation {} with {} ready node(s)",
+                    "routing table generation {} with {} node(s), {} ready",
                     table.generation(),
-                    table.len()
+                    table.len(),
+                    table.ready()
                 );
             },
         );

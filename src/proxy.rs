@@ -99,6 +99,8 @@ impl ProxyHttp for HealthgateProxy {
         };
         if !ctx.tried.is_empty() {
             self.cluster.metrics().retries_total.inc();
+        } else if table.is_fallback() {
+            self.cluster.metrics().fallback_requests_total.inc();
         }
         ctx.tried.push(backend.id);
         ctx.attempt = Some(InFlight::new(backend.clone()));

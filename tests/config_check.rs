@@ -96,6 +96,16 @@ const BAD: &[(&str, &str, &str)] = &[
         ":2:14: balancing.algorithm: unknown variant `random`",
     ),
     (
+        "unknown-none-ready-policy",
+        "balancing:\n  when_none_ready: anything\nnodes: [{host: h}]\n",
+        ":2:20: balancing.when_none_ready: unknown variant `anything`",
+    ),
+    (
+        "unknown-log-level",
+        "log:\n  level: loud\nnodes: [{host: h}]\n",
+        ":2:10: log.level: unknown variant `loud`",
+    ),
+    (
         "weight-zero",
         "nodes:\n  - host: h\n    weight: 0\n",
         ":3:13: nodes[0].weight: 0 is out of range; it must be 1–1000",

@@ -14,8 +14,13 @@ pub struct Metrics {
     registry: Registry,
     /// Every per-node series (`healthgate_backend_*`, probes, upstream requests).
     nodes: NodeMetrics,
-    /// `healthgate_ready_backends`: nodes in the routing table.
+    /// `healthgate_ready_backends`: ready nodes (all in the routing table).
     pub ready_backends: IntGauge,
+    /// `healthgate_routing_fallback`: 1 while no node is ready and traffic goes to alive,
+    /// not ready nodes (`when_none_ready: any_alive`).
+    pub routing_fallback: IntGauge,
+    /// `healthgate_fallback_requests_total`: requests routed by such a fallback table.
+    pub fallback_requests_total: IntCounter,
     /// `healthgate_routing_table_generation`: bumped on every table rebuild.
     pub routing_table_generation: IntGauge,
     /// `healthgate_retries_total`: requests re-sent to another node.
@@ -35,6 +40,14 @@ impl Metrics {
             ready_backends: IntGauge::new(
                 "healthgate_ready_backends",
                 "Nodes in the routing table",
+            )?,
+            routing_fallback: IntGauge::new(
+                "healthgate_routing_fallback",
+                "1 while no node is ready and traffic goes to alive, not ready nodes (when_none_ready: any_alive)",
+            )?,
+            fallback_requests_total: IntCounter::new(
+                "healthgate_fallback_requests_total",
+                "Requests sent to alive, not ready nodes because no node was ready",
             )?,
             routing_table_generation: IntGauge::new(
                 "healthgate_routing_table_generation",
@@ -60,6 +73,8 @@ impl Metrics {
             Box::new(ProcessCollector::for_self()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.ready_backends.clone()),
             Box::new(metrics.routing_table_generation.clone()),
+            Box::new(metrics.routing_fallback.clone()),
+            Box::new(metrics.fallback_requests_total.clone()),
             Box::new(metrics.retries_total.clone()),
             Box::new(metrics.no_ready_backend_total.clone()),
             Box::new(metrics.request_duration_seconds.clone()),

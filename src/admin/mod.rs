@@ -54,7 +54,7 @@ impl AdminApp {
                 status::html(&Status::of(&self.cluster)).into_bytes(),
             ),
             "/healthz" => {
-                let ready = self.cluster.table().len();
+                let ready = self.cluster.table().ready();
                 if ready > 0 {
                     reply(
                         StatusCode::OK,

@@ -14,6 +14,8 @@ pub struct Status {
     pub generation: u64,
     /// Number of ready nodes.
     pub ready: usize,
+    /// True while no node is ready and traffic goes to alive, not ready nodes.
+    pub fallback: bool,
     /// Every configured node, in configuration order.
     pub nodes: Vec<NodeStatus>,
 }
@@ -88,7 +90,8 @@ impl Status {
         let now = SystemTime::now();
         Status {
             generation: table.generation(),
-            ready: table.len(),
+            ready: table.ready(),
+            fallback: table.is_fallback(),
             nodes: cluster
                 .reports()
                 .into_iter()
@@ -170,6 +173,7 @@ white-space:nowrap}td.wrap{white-space:normal}\
 .state{display:inline-block;padding:.1em .5em;border-radius:.8em;color:#fff;font-weight:600}\
 .ok{color:#1a7f37}.bad{color:#c62828;font-weight:600}.muted{color:#888}.small{font-size:.85em;color:#555}\
 .capps{color:#b35900;font-weight:600}\
+.fallback{background:#fff3e0;border-left:.3em solid #b35900;padding:.4em .6em}\
 @media (max-width:700px){table,tbody,tr,td{display:block;width:100%}tr:first-child{display:none}\
 tr{border:1px solid #ddd;border-radius:.4em;margin:0 0 .8em;padding:.3em}\
 td{border:0;padding:.15em .3em}td::before{content:attr(data-label) \": \";color:#555;font-size:.85em}}";
@@ -212,7 +216,7 @@ pub fn html(status: &Status) -> String {
 <title>healthgate: {ready}/{total} ready</title><style>{STYLE}</style></head>\
 <body><h1>healthgate</h1>\
 <p class=\"summary\" id=\"summary\"><b>{ready} of {total}</b> node(s) ready · routing table \
-generation <b>{generation}</b></p>\
+generation <b>{generation}</b></p>{fallback}\
 <table><tr><th>node</th><th>state</th><th>readiness</th><th>liveness</th><th>tcp</th>\
 <th>faulty CApps</th><th>requests</th><th>errors</th><th>weight</th><th>last error</th></tr>\
 {rows}</table>\
@@ -221,5 +225,11 @@ reloads every 2 s</p></body></html>",
         ready = status.ready,
         total = status.nodes.len(),
         generation = status.generation,
+        fallback = if status.fallback {
+            "<p class=\"fallback\" id=\"fallback\">No node is ready: traffic goes to the alive, \
+not ready nodes (<code>when_none_ready: any_alive</code>).</p>"
+        } else {
+            ""
+        },
     )
 }

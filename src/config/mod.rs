@@ -131,6 +131,29 @@ pub struct BalancingConfig {
     pub algorithm: Algorithm,
     /// Further attempts on other ready nodes after a connect failure (default 2, at most 15).
     pub retries: usize,
+    /// What to do when no node is ready (default `reject`).
+    pub when_none_ready: NoneReadyPolicy,
+}
+
+/// What traffic gets when no node is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoneReadyPolicy {
+    /// Answer 503 with `Retry-After` (the default).
+    Reject,
+    /// Route to the nodes that are alive but not ready (e.g. a faulty CApp deployed to every
+    /// node, while the other CApps still serve), flagged in metrics, logs and the status page.
+    AnyAlive,
+}
+
+impl NoneReadyPolicy {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoneReadyPolicy::Reject => "reject",
+            NoneReadyPolicy::AnyAlive => "any_alive",
+        }
+    }
 }
 
 /// Node selection algorithms.
@@ -228,13 +251,14 @@ impl Config {
     pub fn summary(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         format!(
-            "{} node(s), listen {}, admin {}, {} thread(s), {} with {} retries",
+            "{} node(s), listen {}, admin {}, {} thread(s), {} with {} retries, when none ready: {}",
             self.nodes.len(),
             listen.join(","),
             self.admin,
             self.threads,
             self.balancing.algorithm.as_str(),
-            self.balancing.retries
+            self.balancing.retries,
+            self.balancing.when_none_ready.as_str()
         )
     }
 }

@@ -74,6 +74,7 @@ pub(super) struct RawLiveness {
 pub(super) struct RawBalancing {
     pub algorithm: Option<super::Algorithm>,
     pub retries: Option<Spanned<i64>>,
+    pub when_none_ready: Option<super::NoneReadyPolicy>,
 }
 
 /// The `log` section.

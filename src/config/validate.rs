@@ -4,7 +4,7 @@ use super::error::RuleError;
 use super::raw::{HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness};
 use super::{
     Algorithm, BalancingConfig, Config, LivenessConfig, LogConfig, LogLevel, NodeConfig,
-    ReadinessConfig, defaults,
+    NoneReadyPolicy, ReadinessConfig, defaults,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -50,6 +50,10 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         balancing: BalancingConfig {
             algorithm: raw.balancing.algorithm.unwrap_or(Algorithm::RoundRobin),
             retries,
+            when_none_ready: raw
+                .balancing
+                .when_none_ready
+                .unwrap_or(NoneReadyPolicy::Reject),
         },
         log: LogConfig {
             level: raw.log.level.unwrap_or(LogLevel::Info),

@@ -15,21 +15,43 @@ use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+/// The nodes a table is built from.
+#[derive(Debug, Default)]
+pub struct Members {
+    /// The nodes that may receive traffic, in configuration order.
+    pub nodes: Vec<Arc<Backend>>,
+    /// True when no node is ready and these are alive but not ready nodes, routed to under
+    /// `when_none_ready: any_alive`.
+    pub fallback: bool,
+}
+
+impl Members {
+    /// Ready nodes.
+    pub fn ready(nodes: Vec<Arc<Backend>>) -> Members {
+        Members {
+            nodes,
+            fallback: false,
+        }
+    }
+}
+
 /// An immutable view of the nodes that may receive traffic.
 #[derive(Debug)]
 pub struct RoutingTable {
     generation: u64,
     nodes: Box<[Arc<Backend>]>,
+    fallback: bool,
     selector: Selector,
 }
 
 impl RoutingTable {
-    /// A table over `nodes` (all ready) with the given algorithm.
-    pub fn new(generation: u64, algorithm: Algorithm, nodes: Vec<Arc<Backend>>) -> RoutingTable {
-        let selector = Selector::new(algorithm, &nodes);
+    /// A table over `members` with the given algorithm.
+    pub fn new(generation: u64, algorithm: Algorithm, members: Members) -> RoutingTable {
+        let selector = Selector::new(algorithm, &members.nodes);
         RoutingTable {
             generation,
-            nodes: nodes.into_boxed_slice(),
+            nodes: members.nodes.into_boxed_slice(),
+            fallback: members.fallback,
             selector,
         }
     }
@@ -39,22 +61,32 @@ impl RoutingTable {
         self.generation
     }
 
-    /// The ready nodes, in configuration order.
+    /// The routable nodes, in configuration order.
     pub fn nodes(&self) -> &[Arc<Backend>] {
         &self.nodes
     }
 
-    /// Number of ready nodes.
+    /// Number of routable nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
-    /// Whether no node is ready.
+    /// Whether no node is routable.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
 
-    /// Pick a ready node not yet tried by this request.
+    /// Number of ready nodes: the routable ones, unless this is a fallback table.
+    pub fn ready(&self) -> usize {
+        if self.fallback { 0 } else { self.nodes.len() }
+    }
+
+    /// Whether no node is ready and the table routes to alive, not ready nodes instead.
+    pub fn is_fallback(&self) -> bool {
+        self.fallback
+    }
+
+    /// Pick a routable node not yet tried by this request.
     pub fn pick(&self, tried: &Tried) -> Option<&Arc<Backend>> {
         self.selector.pick(&self.nodes, tried)
     }
@@ -73,7 +105,7 @@ impl Router {
     /// A router with an empty table (generation 0): nothing is routable before a verdict.
     pub fn new(algorithm: Algorithm) -> Router {
         Router {
-            current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Vec::new())),
+            current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Members::default())),
             algorithm,
             publish_lock: Mutex::new(()),
         }
@@ -89,32 +121,33 @@ impl Router {
         self.current.load_full()
     }
 
-    /// Build a table from `ready()` and publish it with the next generation, then let
-    /// `published` see it. Both run under the publish lock, so the last publisher always
-    /// sees the latest states and observers see generations in order. When the ready set is
-    /// the one already published (two flips raced and the first rebuild saw both), nothing
-    /// is published: the generation counts membership changes only.
+    /// Build a table from `members()` and publish it with the next generation, then let
+    /// `published` see the previous and the new table. Both run under the publish lock, so
+    /// the last publisher always sees the latest states and observers see generations in
+    /// order. When the members are the ones already published (two flips raced and the
+    /// first rebuild saw both), nothing is published: the generation counts membership
+    /// changes only.
     pub fn publish(
         &self,
-        ready: impl FnOnce() -> Vec<Arc<Backend>>,
-        published: impl FnOnce(&RoutingTable),
+        members: impl FnOnce() -> Members,
+        published: impl FnOnce(&RoutingTable, &RoutingTable),
     ) {
         let _serial = self
             .publish_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = self.current.load();
-        let ready = ready();
+        let current = self.current.load_full();
+        let members = members();
         let same_ids = |a: &[Arc<Backend>], b: &[Arc<Backend>]| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id)
         };
-        if same_ids(&current.nodes, &ready) {
+        if current.fallback == members.fallback && same_ids(&current.nodes, &members.nodes) {
             return;
         }
         let generation = current.generation + 1;
-        let table = Arc::new(RoutingTable::new(generation, self.algorithm, ready));
+        let table = Arc::new(RoutingTable::new(generation, self.algorithm, members));
         self.current.store(table.clone());
-        published(&table);
+        published(&current, &table);
     }
 }
 
@@ -128,7 +161,7 @@ mod tests {
         let router = Router::new(Algorithm::RoundRobin);
         let publish = |ids: &[usize]| {
             let ready = ids.iter().map(|&i| nodes[i].clone()).collect();
-            router.publish(|| ready, |_| {});
+            router.publish(|| Members::ready(ready), |_, _| {});
             router.load().generation()
         };
         assert_eq!(publish(&[]), 0, "the empty table is already published");
@@ -137,5 +170,17 @@ mod tests {
         assert_eq!(publish(&[0, 2]), 2, "same size, other node");
         assert_eq!(publish(&[0, 1, 2]), 3);
         assert_eq!(router.load().len(), 3);
+        let alive = Members {
+            nodes: vec![nodes[0].clone(), nodes[1].clone(), nodes[2].clone()],
+            fallback: true,
+        };
+        router.publish(|| alive, |_, _| {});
+        let table = router.load();
+        assert_eq!(
+            table.generation(),
+            4,
+            "same nodes, now as a fallback: a new table"
+        );
+        assert_eq!((table.len(), table.ready()), (3, 0));
     }
 }

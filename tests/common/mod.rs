@@ -69,6 +69,7 @@ pub struct ProxyConfig {
     pub liveness_initial_delay: &'static str,
     pub threads: usize,
     pub access_log: bool,
+    pub when_none_ready: &'static str,
 }
 
 impl ProxyConfig {
@@ -92,6 +93,7 @@ impl ProxyConfig {
             liveness_initial_delay: "0s",
             threads: 2,
             access_log: false,
+            when_none_ready: "reject",
         }
     }
 
@@ -121,7 +123,7 @@ impl ProxyConfig {
             "listen: \"{listen}\"\nadmin: \"{admin}\"\nthreads: {}\n\
              readiness:\n  period: {}\n  timeout: {}\n  success_threshold: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
              liveness:\n  period: {}\n  timeout: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
-             balancing:\n  algorithm: {}\n  retries: {}\nlog:\n  access_log: {}\nnodes:\n",
+             balancing:\n  algorithm: {}\n  retries: {}\n  when_none_ready: {}\nlog:\n  access_log: {}\nnodes:\n",
             self.threads,
             self.readiness_period,
             self.readiness_timeout,
@@ -134,6 +136,7 @@ impl ProxyConfig {
             self.liveness_initial_delay,
             self.algorithm,
             self.retries,
+            self.when_none_ready,
             self.access_log
         );
         for (name, traffic, health, weight) in &self.nodes {

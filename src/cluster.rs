@@ -9,7 +9,7 @@ use crate::health::{
 };
 use crate::routing::{Backend, Members, Router, RoutingTable};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
@@ -82,6 +82,8 @@ pub struct NodeReport {
     pub requests: u64,
     /// Of those, 5xx answers and attempts that got no answer.
     pub errors: u64,
+    /// Taken out of the routing table by the operator.
+    pub drained: bool,
 }
 
 #[derive(Debug)]
@@ -100,6 +102,8 @@ struct Slot {
     state: AtomicU8,
     /// Wakes the node's poller for an immediate readiness round (after a passive eviction).
     recheck: Notify,
+    /// Taken out of the routing table by the operator, whatever its health.
+    drained: AtomicBool,
 }
 
 /// Every node's health and the routing table built from it.
@@ -153,6 +157,7 @@ impl Cluster {
                 }),
                 state: AtomicU8::new(NodeState::Starting.to_u8()),
                 recheck: Notify::new(),
+                drained: AtomicBool::new(false),
             })
             .collect();
         Ok(Cluster {
@@ -266,6 +271,23 @@ impl Cluster {
         self.slots[id].recheck.notify_one();
     }
 
+    /// Drain (`true`) or undrain a node by name: a drained node leaves the routing table at
+    /// once, whatever its health; requests in flight to it finish. `None` if no such node.
+    pub fn set_drained(&self, name: &str, drained: bool) -> Option<()> {
+        let backend = self.backends.iter().find(|b| b.name == name)?;
+        self.slots[backend.id]
+            .drained
+            .store(drained, Ordering::Release);
+        backend.series.set_drained(drained);
+        self.rebuild_table();
+        Some(())
+    }
+
+    /// Whether the operator drained the node.
+    pub fn is_drained(&self, id: usize) -> bool {
+        self.slots[id].drained.load(Ordering::Acquire)
+    }
+
     /// Keep a round's outcomes for the status page.
     fn remember_probes(
         &self,
@@ -300,6 +322,7 @@ impl Cluster {
                     last_probes: h.last_probes,
                     requests: b.series.requests_total(),
                     errors: b.series.errors_total(),
+                    drained: self.is_drained(b.id),
                 }
             })
             .collect()
@@ -368,7 +391,7 @@ impl Cluster {
         let in_state = |state: NodeState| -> Vec<Arc<Backend>> {
             self.backends
                 .iter()
-                .filter(|b| self.state(b.id) == state)
+                .filter(|b| self.state(b.id) == state && !self.is_drained(b.id))
                 .cloned()
                 .collect()
         };

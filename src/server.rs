@@ -91,7 +91,7 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
 
     let mut admin = Service::new(
         "healthgate admin".to_string(),
-        AdminApp::new(cluster.clone()),
+        AdminApp::new(cluster.clone(), config.admin_token.clone()),
     );
     admin.add_tcp(&config.admin.to_string());
     admin.threads = Some(1);

@@ -101,6 +101,11 @@ const BAD: &[(&str, &str, &str)] = &[
         ":2:20: balancing.when_none_ready: unknown variant `anything`",
     ),
     (
+        "short-admin-token",
+        "admin_token: abc\nnodes: [{host: h}]\n",
+        ":1:14: admin_token: an admin token must be at least 16 characters",
+    ),
+    (
         "unknown-log-level",
         "log:\n  level: loud\nnodes: [{host: h}]\n",
         ":2:10: log.level: unknown variant `loud`",

@@ -1,8 +1,10 @@
-//! The admin listener: `/metrics`, `/status`, `/`, `/healthz`, `/liveness`.
+//! The admin listener: `/metrics`, `/status`, `/`, `/healthz`, `/liveness`, and the
+//! operator's `POST /nodes/{name}/drain|undrain`.
 
 mod histogram;
 mod metrics;
 mod node_series;
+pub mod operator;
 mod status;
 
 pub use histogram::{DURATION_BUCKETS, DurationHistogram, HistogramSnapshot};
@@ -15,20 +17,57 @@ use async_trait::async_trait;
 use http::{Method, Response, StatusCode, header};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Serves the admin endpoints from the cluster's live state.
 pub struct AdminApp {
     cluster: Arc<Cluster>,
+    /// Lets non-loopback clients use the operator actions.
+    token: Option<String>,
 }
 
 impl AdminApp {
-    /// An admin app over `cluster`.
-    pub fn new(cluster: Arc<Cluster>) -> AdminApp {
-        AdminApp { cluster }
+    /// An admin app over `cluster`; `token`, if set, authorises operator actions from
+    /// non-loopback clients.
+    pub fn new(cluster: Arc<Cluster>, token: Option<String>) -> AdminApp {
+        AdminApp { cluster, token }
     }
 
-    /// Route one request; `None` path means 404.
+    /// Drain or undrain a node, if the client may.
+    fn operate(
+        &self,
+        name: &str,
+        action: operator::Action,
+        client: Option<IpAddr>,
+        authorization: Option<&str>,
+    ) -> Response<Vec<u8>> {
+        if !operator::authorized(client, authorization, self.token.as_deref()) {
+            let body =
+                b"operator actions need a loopback client or Authorization: Bearer <admin_token>\n";
+            return reply(StatusCode::FORBIDDEN, "text/plain", body.to_vec());
+        }
+        let drained = action == operator::Action::Drain;
+        match self.cluster.set_drained(name, drained) {
+            Some(()) => {
+                let who = client.map_or_else(|| "?".to_string(), |c| c.to_string());
+                log::info!("node={name} drained={drained} by the operator (admin client {who})");
+                let body = serde_json::json!({ "node": name, "drained": drained });
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    body.to_string().into_bytes(),
+                )
+            }
+            None => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("no node named {name:?}\n").into_bytes(),
+            ),
+        }
+    }
+
+    /// Route one read-only request.
     fn route(&self, method: &Method, path: &str) -> Response<Vec<u8>> {
         if method != Method::GET && method != Method::HEAD {
             return reply(
@@ -97,6 +136,25 @@ impl ServeHttp for AdminApp {
         let request = session.req_header();
         let method = request.method.clone();
         let path = request.uri.path().to_string();
+        if let Some((name, action)) = operator::parse(&path) {
+            if method != Method::POST {
+                return reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    b"POST only\n".to_vec(),
+                );
+            }
+            let authorization = request
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            return self.operate(name, action, client, authorization.as_deref());
+        }
         let mut response = self.route(&method, &path);
         if method == Method::HEAD {
             response.body_mut().clear();

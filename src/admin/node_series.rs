@@ -7,7 +7,7 @@
 use super::histogram::{DURATION_BUCKETS, DurationHistogram};
 use crate::health::{NodeState, ProbeResult};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Status classes counted per node: 1xx–5xx, and `error` for no response at all.
@@ -44,6 +44,7 @@ pub struct NodeSeries {
     /// The node name, escaped for use as a label value.
     label: Box<str>,
     state: AtomicU8,
+    drained: AtomicBool,
     faulty_capps: AtomicU64,
     transitions: [AtomicU64; NodeState::ALL.len()],
     probes: [[AtomicU64; ProbeResult::ALL.len()]; Probe::ALL.len()],
@@ -57,6 +58,7 @@ impl NodeSeries {
         NodeSeries {
             label: escape_label(name).into(),
             state: AtomicU8::new(NodeState::Starting.to_u8()),
+            drained: AtomicBool::new(false),
             faulty_capps: AtomicU64::new(0),
             transitions: Default::default(),
             probes: Default::default(),
@@ -110,6 +112,11 @@ impl NodeSeries {
         self.transitions[to as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Record whether the operator drained the node.
+    pub fn set_drained(&self, drained: bool) {
+        self.drained.store(drained, Ordering::Relaxed);
+    }
+
     /// Record how many faulty CApps the last readiness answer listed.
     pub fn set_faulty_capps(&self, count: usize) {
         self.faulty_capps.store(count as u64, Ordering::Relaxed);
@@ -127,6 +134,11 @@ const UP: Family = Family(
 const STATE: Family = Family(
     "healthgate_backend_state",
     "1 for the node's current state (starting, ready, not_ready, dead), else 0",
+    "gauge",
+);
+const DRAINED: Family = Family(
+    "healthgate_backend_drained",
+    "1 while the operator has drained the node out of the routing table",
     "gauge",
 );
 const FAULTY_CAPPS: Family = Family(
@@ -197,10 +209,15 @@ impl NodeMetrics {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let state = |n: &NodeSeries| NodeState::from_u8(n.state.load(Ordering::Relaxed));
 
+        let drained = |n: &NodeSeries| n.drained.load(Ordering::Relaxed);
         header(out, &UP);
         for n in nodes {
-            let up = u64::from(state(n) == NodeState::Ready);
+            let up = u64::from(state(n) == NodeState::Ready && !drained(n));
             sample(out, UP.0, "", &n.label, &[], up);
+        }
+        header(out, &DRAINED);
+        for n in nodes {
+            sample(out, DRAINED.0, "", &n.label, &[], u64::from(drained(n)));
         }
         header(out, &STATE);
         for n in nodes {
@@ -366,6 +383,6 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(text.matches("# TYPE ").count(), 8);
+        assert_eq!(text.matches("# TYPE ").count(), 9);
     }
 }

@@ -47,6 +47,8 @@ pub struct NodeStatus {
     pub requests: u64,
     /// Of those, 5xx answers and attempts that got no answer.
     pub errors: u64,
+    /// Taken out of the routing table by the operator (`POST /nodes/{name}/drain`).
+    pub drained: bool,
     /// The latest probe of each kind (`null` before the first).
     pub probes: ProbesStatus,
 }
@@ -108,6 +110,7 @@ impl Status {
                     in_flight: r.in_flight,
                     requests: r.requests,
                     errors: r.errors,
+                    drained: r.drained,
                     probes: ProbesStatus {
                         readiness: ProbeStatus::of(r.last_probes[Probe::Readiness as usize], now),
                         liveness: ProbeStatus::of(r.last_probes[Probe::Liveness as usize], now),
@@ -187,7 +190,7 @@ pub fn html(status: &Status) -> String {
             "<tr data-node=\"{name}\" data-state=\"{state}\">\
 <td data-label=\"node\"><b>{name}</b><br><span class=\"small\">{address}</span></td>\
 <td data-label=\"state\"><span class=\"state\" style=\"background:{colour}\">{state}</span> \
-<span class=\"small\">for {age}</span></td>\
+<span class=\"small\">for {age}</span>{drained}</td>\
 <td data-label=\"readiness\">{readiness}</td><td data-label=\"liveness\">{liveness}</td>\
 <td data-label=\"tcp\">{tcp}</td>\
 <td data-label=\"faulty CApps\" class=\"capps wrap\">{capps}</td>\
@@ -199,6 +202,11 @@ pub fn html(status: &Status) -> String {
             colour = colour(n.state),
             state = n.state,
             age = short_duration(n.seconds_in_state),
+            drained = if n.drained {
+                " <span class=\"state\" style=\"background:#555\">drained</span>"
+            } else {
+                ""
+            },
             readiness = probe_cell(&n.probes.readiness),
             liveness = probe_cell(&n.probes.liveness),
             tcp = probe_cell(&n.probes.tcp),

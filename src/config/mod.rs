@@ -22,6 +22,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// The admin listener (`/metrics`, `/status`, `/`, `/healthz`, `/liveness`).
     pub admin: SocketAddr,
+    /// Lets non-loopback admin clients drain and undrain nodes (`Authorization: Bearer`).
+    pub admin_token: Option<String>,
     /// Proxy worker threads.
     pub threads: usize,
     /// The MI nodes, in file order; a node's index here is its id everywhere else.

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub(super) struct RawConfig {
     pub listen: Option<Spanned<OneOrMany>>,
     pub admin: Option<Spanned<String>>,
+    pub admin_token: Option<Spanned<String>>,
     pub threads: Option<Spanned<usize>>,
     pub nodes: Spanned<Vec<Spanned<RawNode>>>,
     #[serde(default)]

@@ -22,12 +22,26 @@ pub const MAX_RETRIES: i64 = 15;
 
 type Rule<T> = Result<T, RuleError>;
 
+/// Shortest `admin_token` accepted: guessable tokens protect nothing.
+const MIN_TOKEN_LEN: usize = 16;
+
 /// Validate every rule and build the typed configuration.
 pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
     let listen = listen_addresses(raw.listen.as_ref())?;
     let admin = match &raw.admin {
         Some(text) => socket_addr(text, "admin")?,
         None => defaults::admin(),
+    };
+    let admin_token = match &raw.admin_token {
+        Some(t) if t.value.trim().len() < MIN_TOKEN_LEN => {
+            return fail(
+                t,
+                "admin_token",
+                format!("an admin token must be at least {MIN_TOKEN_LEN} characters"),
+            );
+        }
+        Some(t) => Some(t.value.trim().to_string()),
+        None => None,
     };
     let threads = match &raw.threads {
         Some(t) => in_range(t, "threads", 1, MAX_THREADS)?,
@@ -43,6 +57,7 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
     Ok(Config {
         listen,
         admin,
+        admin_token,
         threads,
         nodes,
         readiness,

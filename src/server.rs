@@ -14,9 +14,7 @@ use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-/// Seconds in-flight requests get after SIGTERM before the runtimes are stopped.
-const GRACE_PERIOD_SECONDS: u64 = 5;
-/// Seconds the runtimes get to stop after the grace period.
+/// Seconds the runtimes get to stop after the grace period (open connections are cut then).
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 /// Idle upstream connections the pool may keep per configured node.
 const UPSTREAM_IDLE_PER_NODE: usize = 8;
@@ -68,7 +66,9 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
         // Round robin over N nodes needs an idle connection per node, or most requests
         // open a new one: size the pool by the node count.
         upstream_keepalive_pool_size: (config.nodes.len() * UPSTREAM_IDLE_PER_NODE).max(128),
-        grace_period_seconds: Some(GRACE_PERIOD_SECONDS),
+        // After SIGTERM Pingora closes the listeners, waits this long, then stops the
+        // runtimes. It takes whole seconds: round up, never below what was asked for.
+        grace_period_seconds: Some(config.shutdown.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
         ..ServerConf::default()
     };

@@ -36,9 +36,14 @@ async fn a_post_that_reached_a_node_is_never_replayed() {
             })
         })
         .collect();
-    eventually(Duration::from_secs(5), "one POST open on mi-1, one answered by mi-2", || async {
-        nodes[0].traffic_started() > nodes[0].traffic_requests() && nodes[1].traffic_requests() == 1
-    })
+    eventually(
+        Duration::from_secs(5),
+        "one POST open on mi-1, one answered by mi-2",
+        || async {
+            nodes[0].traffic_started() > nodes[0].traffic_requests()
+                && nodes[1].traffic_requests() == 1
+        },
+    )
     .await;
     let mi2_before = nodes[1].traffic_started();
     nodes[0].crash();

@@ -36,6 +36,16 @@ pub struct Config {
     pub balancing: BalancingConfig,
     /// What is logged.
     pub log: LogConfig,
+    /// How SIGTERM is handled.
+    pub shutdown: ShutdownConfig,
+}
+
+/// Graceful shutdown settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// After SIGTERM the listeners close at once; requests in flight get this long to finish
+    /// (default 5 s; whole seconds, rounded up).
+    pub grace_period: Duration,
 }
 
 /// Logging settings.

@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     pub balancing: RawBalancing,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
 }
 
 /// `listen` accepts a single address or a list.
@@ -76,6 +78,13 @@ pub(super) struct RawBalancing {
     pub algorithm: Option<super::Algorithm>,
     pub retries: Option<Spanned<i64>>,
     pub when_none_ready: Option<super::NoneReadyPolicy>,
+}
+
+/// The `shutdown` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShutdown {
+    pub grace_period: Option<Spanned<HumanDuration>>,
 }
 
 /// The `log` section.

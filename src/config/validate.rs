@@ -4,7 +4,7 @@ use super::error::RuleError;
 use super::raw::{HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness};
 use super::{
     Algorithm, BalancingConfig, Config, LivenessConfig, LogConfig, LogLevel, NodeConfig,
-    NoneReadyPolicy, ReadinessConfig, defaults,
+    NoneReadyPolicy, ReadinessConfig, ShutdownConfig, defaults,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -69,6 +69,14 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 .balancing
                 .when_none_ready
                 .unwrap_or(NoneReadyPolicy::Reject),
+        },
+        shutdown: ShutdownConfig {
+            grace_period: duration(
+                raw.shutdown.grace_period.as_ref(),
+                "shutdown.grace_period",
+                Duration::from_secs(5),
+                false,
+            )?,
         },
         log: LogConfig {
             level: raw.log.level.unwrap_or(LogLevel::Info),

@@ -70,6 +70,7 @@ pub struct ProxyConfig {
     pub threads: usize,
     pub access_log: bool,
     pub when_none_ready: &'static str,
+    pub shutdown_grace: &'static str,
 }
 
 impl ProxyConfig {
@@ -94,6 +95,7 @@ impl ProxyConfig {
             threads: 2,
             access_log: false,
             when_none_ready: "reject",
+            shutdown_grace: "1s",
         }
     }
 
@@ -123,7 +125,7 @@ impl ProxyConfig {
             "listen: \"{listen}\"\nadmin: \"{admin}\"\nthreads: {}\n\
              readiness:\n  period: {}\n  timeout: {}\n  success_threshold: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
              liveness:\n  period: {}\n  timeout: {}\n  failure_threshold: {}\n  initial_delay: {}\n\
-             balancing:\n  algorithm: {}\n  retries: {}\n  when_none_ready: {}\nlog:\n  access_log: {}\nnodes:\n",
+             balancing:\n  algorithm: {}\n  retries: {}\n  when_none_ready: {}\nlog:\n  access_log: {}\nshutdown:\n  grace_period: {}\nnodes:\n",
             self.threads,
             self.readiness_period,
             self.readiness_timeout,
@@ -137,7 +139,8 @@ impl ProxyConfig {
             self.algorithm,
             self.retries,
             self.when_none_ready,
-            self.access_log
+            self.access_log,
+            self.shutdown_grace
         );
         for (name, traffic, health, weight) in &self.nodes {
             let _ = writeln!(
@@ -235,6 +238,29 @@ impl Proxy {
     /// Where the proxy's log is written.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("healthgate.log")
+    }
+
+    /// Send SIGTERM, as a service manager stopping healthgate would.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Wait (polling, with a deadline) for the process to exit; its exit status, or `None`
+    /// if it is still running at the deadline.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// The child's process id.

@@ -163,7 +163,8 @@ impl Cluster {
         Ok(Cluster {
             backends: backends.into_boxed_slice(),
             slots,
-            router: Router::new(config.balancing.algorithm),
+            router: Router::new(config.balancing.algorithm)
+                .with_slow_start(config.balancing.slow_start),
             thresholds: Thresholds {
                 success: config.readiness.success_threshold,
                 failure: config.readiness.failure_threshold,
@@ -354,6 +355,10 @@ impl Cluster {
             let flip = h.machine.observe(observation, &self.thresholds);
             if let Some(f) = flip {
                 h.since = SystemTime::now();
+                // Slow start is for readmission; at start-up every node starts together.
+                if f.to == NodeState::Ready && f.from != NodeState::Starting {
+                    self.backends[id].begin_ramp();
+                }
                 if f.to == NodeState::Ready {
                     h.last_error = None;
                 }

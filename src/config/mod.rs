@@ -145,6 +145,8 @@ pub struct BalancingConfig {
     pub retries: usize,
     /// What to do when no node is ready (default `reject`).
     pub when_none_ready: NoneReadyPolicy,
+    /// A readmitted node's share ramps up linearly over this long (default: off).
+    pub slow_start: Option<Duration>,
 }
 
 /// What traffic gets when no node is ready.

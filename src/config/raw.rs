@@ -78,6 +78,7 @@ pub(super) struct RawBalancing {
     pub algorithm: Option<super::Algorithm>,
     pub retries: Option<Spanned<i64>>,
     pub when_none_ready: Option<super::NoneReadyPolicy>,
+    pub slow_start: Option<Spanned<HumanDuration>>,
 }
 
 /// The `shutdown` section.

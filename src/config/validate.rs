@@ -54,6 +54,15 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         Some(r) => int_in_range(r, "balancing.retries", 0, MAX_RETRIES)? as usize,
         None => defaults::RETRIES,
     };
+    let slow_start = match &raw.balancing.slow_start {
+        Some(d) => Some(duration(
+            Some(d),
+            "balancing.slow_start",
+            Duration::ZERO,
+            false,
+        )?),
+        None => None,
+    };
     Ok(Config {
         listen,
         admin,
@@ -69,6 +78,7 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 .balancing
                 .when_none_ready
                 .unwrap_or(NoneReadyPolicy::Reject),
+            slow_start,
         },
         shutdown: ShutdownConfig {
             grace_period: duration(

@@ -4,8 +4,9 @@ use crate::admin::NodeSeries;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// How long the proxy waits for a TCP connection to a node before trying another.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,6 +32,8 @@ pub struct Backend {
     pub peer: HttpPeer,
     /// Requests currently being proxied to this node (for `least_connections`).
     in_flight: AtomicUsize,
+    /// When the node was last readmitted, in nanoseconds since [`epoch`] (0: not ramping).
+    ramp_start: AtomicU64,
     /// The node's metric series (request and connect-failure counters on the hot path).
     pub series: Arc<NodeSeries>,
 }
@@ -58,6 +61,7 @@ impl Backend {
             weight,
             peer,
             in_flight: AtomicUsize::new(0),
+            ramp_start: AtomicU64::new(0),
             series,
         }
     }
@@ -66,6 +70,29 @@ impl Backend {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
+
+    /// Start a slow-start ramp now (the node was just readmitted).
+    pub fn begin_ramp(&self) {
+        let now = epoch().elapsed().as_nanos().max(1) as u64;
+        self.ramp_start.store(now, Ordering::Relaxed);
+    }
+
+    /// The share of a full turn this node takes `over` a slow start: 0 at readmission,
+    /// growing linearly to 1.
+    pub fn ramp_share(&self, over: Duration) -> f64 {
+        let start = self.ramp_start.load(Ordering::Relaxed);
+        if start == 0 {
+            return 1.0;
+        }
+        let elapsed = (epoch().elapsed().as_nanos() as u64).saturating_sub(start);
+        (elapsed as f64 / over.as_nanos().max(1) as f64).min(1.0)
+    }
+}
+
+/// A fixed instant for the ramp timestamps (atomics hold numbers, not `Instant`s).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Counts a request as in flight to a backend for as long as it lives.
@@ -121,5 +148,10 @@ impl Tried {
     /// Whether no node was tried yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether no more nodes can be recorded.
+    pub fn is_full(&self) -> bool {
+        self.len == self.ids.len()
     }
 }

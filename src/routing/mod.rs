@@ -14,6 +14,7 @@ use crate::config::Algorithm;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// The nodes a table is built from.
 #[derive(Debug, Default)]
@@ -42,10 +43,11 @@ pub struct RoutingTable {
     nodes: Box<[Arc<Backend>]>,
     fallback: bool,
     selector: Selector,
+    slow_start: Option<Duration>,
 }
 
 impl RoutingTable {
-    /// A table over `members` with the given algorithm.
+    /// A table over `members` with the given algorithm (and no slow start).
     pub fn new(generation: u64, algorithm: Algorithm, members: Members) -> RoutingTable {
         let selector = Selector::new(algorithm, &members.nodes);
         RoutingTable {
@@ -53,6 +55,7 @@ impl RoutingTable {
             nodes: members.nodes.into_boxed_slice(),
             fallback: members.fallback,
             selector,
+            slow_start: None,
         }
     }
 
@@ -86,9 +89,27 @@ impl RoutingTable {
         self.fallback
     }
 
-    /// Pick a routable node not yet tried by this request.
+    /// Pick a routable node not yet tried by this request. Under slow start, a node still
+    /// ramping up is passed over with probability 1 − its share (but taken if every
+    /// candidate is ramping: slow start never refuses traffic).
     pub fn pick(&self, tried: &Tried) -> Option<&Arc<Backend>> {
-        self.selector.pick(&self.nodes, tried)
+        let Some(ramp) = self.slow_start else {
+            return self.selector.pick(&self.nodes, tried);
+        };
+        let mut passed_over = *tried;
+        let mut fallback = None;
+        while let Some(candidate) = self.selector.pick(&self.nodes, &passed_over) {
+            let share = candidate.ramp_share(ramp);
+            if share >= 1.0 || fastrand::f64() < share {
+                return Some(candidate);
+            }
+            fallback.get_or_insert(candidate);
+            if passed_over.is_full() {
+                break;
+            }
+            passed_over.push(candidate.id);
+        }
+        fallback
     }
 }
 
@@ -97,6 +118,7 @@ impl RoutingTable {
 pub struct Router {
     current: ArcSwap<RoutingTable>,
     algorithm: Algorithm,
+    slow_start: Option<Duration>,
     /// Serialises rebuilds so generations are published in order.
     publish_lock: Mutex<()>,
 }
@@ -107,8 +129,15 @@ impl Router {
         Router {
             current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Members::default())),
             algorithm,
+            slow_start: None,
             publish_lock: Mutex::new(()),
         }
+    }
+
+    /// Ramp readmitted nodes up over `slow_start` (`None`: off).
+    pub fn with_slow_start(mut self, slow_start: Option<Duration>) -> Router {
+        self.slow_start = slow_start;
+        self
     }
 
     /// The current table: one lock-free load.
@@ -145,7 +174,9 @@ impl Router {
             return;
         }
         let generation = current.generation + 1;
-        let table = Arc::new(RoutingTable::new(generation, self.algorithm, members));
+        let mut table = RoutingTable::new(generation, self.algorithm, members);
+        table.slow_start = self.slow_start;
+        let table = Arc::new(table);
         self.current.store(table.clone());
         published(&current, &table);
     }

@@ -71,6 +71,7 @@ pub struct ProxyConfig {
     pub access_log: bool,
     pub when_none_ready: &'static str,
     pub shutdown_grace: &'static str,
+    pub slow_start: Option<&'static str>,
 }
 
 impl ProxyConfig {
@@ -96,6 +97,7 @@ impl ProxyConfig {
             access_log: false,
             when_none_ready: "reject",
             shutdown_grace: "1s",
+            slow_start: None,
         }
     }
 
@@ -142,6 +144,12 @@ impl ProxyConfig {
             self.access_log,
             self.shutdown_grace
         );
+        if let Some(ramp) = self.slow_start {
+            y = y.replace(
+                "balancing:\n",
+                &format!("balancing:\n  slow_start: {ramp}\n"),
+            );
+        }
         for (name, traffic, health, weight) in &self.nodes {
             let _ = writeln!(
                 y,

@@ -180,11 +180,15 @@ impl ProxyHttp for HealthgateProxy {
                 self.cluster.traffic_failed(attempt.backend().id, reason);
             }
         }
-        // Pingora's default policy: only idempotent requests with a complete retry buffer,
-        // and only after a failure on a reused connection.
+        // Only idempotent requests (RFC 9110 §9.2.2) with their whole body kept may go
+        // again: after any failure before the node's answer began (a read failure, a node
+        // that died mid-request), or on a broken reused connection. A POST that may have
+        // reached the node is never replayed.
         let downstream = session.as_downstream();
         if !downstream.req_header().method.is_idempotent() || downstream.retry_buffer_truncated() {
             e.set_retry(false);
+        } else if ctx.upstream_status.is_none() {
+            e.set_retry(true);
         } else {
             e.retry.decide_reuse(upstream_reused);
         }

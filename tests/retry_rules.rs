@@ -1,7 +1,7 @@
 //! What may be sent twice. A request that never reached a node (refused connect) goes to
-//! another node whatever its method (tests/routing.rs); one that reached a node and lost its
-//! answer is never replayed when it is not idempotent: the client gets 502 and the other node
-//! never sees it.
+//! another node whatever its method (tests/routing.rs). One that reached a node and lost its
+//! answer goes to another node only if it is idempotent: a GET is answered by the other
+//! node, a POST fails with 502 and the other node never sees it.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -68,4 +68,49 @@ async fn a_post_that_reached_a_node_is_never_replayed() {
         mi2_before,
         "mi-2 never received the POST meant for mi-1"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_request_that_lost_its_answer_goes_to_another_node() {
+    let nodes = start_nodes(2);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(2).await;
+    nodes[0].set_response_delay(Duration::from_secs(2));
+
+    let gets: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, url) = (client(), proxy.url("/orders/7"));
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.unwrap();
+                let node = r
+                    .headers()
+                    .get("x-mi-node")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (r.status().as_u16(), node)
+            })
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(5),
+        "one GET open on mi-1, one answered by mi-2",
+        || async {
+            nodes[0].traffic_started() > nodes[0].traffic_requests()
+                && nodes[1].traffic_requests() == 1
+        },
+    )
+    .await;
+    nodes[0].crash();
+    let mut answers = Vec::new();
+    for g in gets {
+        answers.push(g.await.unwrap());
+    }
+    assert_eq!(
+        answers,
+        [
+            (200, Some("mi-2".to_string())),
+            (200, Some("mi-2".to_string()))
+        ],
+        "the GET that lost its answer on mi-1 is answered by mi-2"
+    );
+    assert_eq!(nodes[1].traffic_requests(), 2);
 }

@@ -134,7 +134,7 @@ impl Cluster {
                     })
             };
             let series = metrics.register_node(&node.name);
-            backends.push(Arc::new(Backend::new(
+            let mut backend = Backend::new(
                 index,
                 node.name.clone(),
                 node.host.clone(),
@@ -142,7 +142,10 @@ impl Cluster {
                 resolve(node.health_port)?,
                 node.weight,
                 series,
-            )));
+            );
+            backend.peer.options.connection_timeout = Some(config.timeouts.connect);
+            backend.peer.options.read_timeout = Some(config.timeouts.read);
+            backends.push(Arc::new(backend));
         }
         let now = SystemTime::now();
         let slots = backends

@@ -216,6 +216,12 @@ impl ProxyHttp for HealthgateProxy {
         }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
+            // The node took too long: a gateway timeout, not a bad gateway.
+            ErrorType::ReadTimedout | ErrorType::ConnectTimedout
+                if *e.esource() == ErrorSource::Upstream =>
+            {
+                504
+            }
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {

@@ -38,6 +38,18 @@ pub struct Config {
     pub log: LogConfig,
     /// How SIGTERM is handled.
     pub shutdown: ShutdownConfig,
+    /// Upstream timeouts.
+    pub timeouts: TimeoutsConfig,
+}
+
+/// Timeouts towards the nodes' traffic ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutsConfig {
+    /// To open a connection; past it the request goes to another node (default 1 s).
+    pub connect: Duration,
+    /// Between two reads of an answer; past it the client gets 504, or an idempotent
+    /// request goes to another node (default 60 s, as NGINX's `proxy_read_timeout`).
+    pub read: Duration,
 }
 
 /// Graceful shutdown settings.

@@ -25,6 +25,16 @@ pub(super) struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+}
+
+/// The `timeouts` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub connect: Option<Spanned<HumanDuration>>,
+    pub read: Option<Spanned<HumanDuration>>,
 }
 
 /// `listen` accepts a single address or a list.

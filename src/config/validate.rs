@@ -4,7 +4,7 @@ use super::error::RuleError;
 use super::raw::{HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness};
 use super::{
     Algorithm, BalancingConfig, Config, LivenessConfig, LogConfig, LogLevel, NodeConfig,
-    NoneReadyPolicy, ReadinessConfig, ShutdownConfig, defaults,
+    NoneReadyPolicy, ReadinessConfig, ShutdownConfig, TimeoutsConfig, defaults,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -79,6 +79,20 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 .when_none_ready
                 .unwrap_or(NoneReadyPolicy::Reject),
             slow_start,
+        },
+        timeouts: TimeoutsConfig {
+            connect: duration(
+                raw.timeouts.connect.as_ref(),
+                "timeouts.connect",
+                Duration::from_secs(1),
+                false,
+            )?,
+            read: duration(
+                raw.timeouts.read.as_ref(),
+                "timeouts.read",
+                Duration::from_secs(60),
+                false,
+            )?,
         },
         shutdown: ShutdownConfig {
             grace_period: duration(

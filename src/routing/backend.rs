@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long the proxy waits for a TCP connection to a node before trying another.
+/// How long the proxy waits for a TCP connection to a node before trying another, unless
+/// configured (`timeouts.connect`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled connections to a node are closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

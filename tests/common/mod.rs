@@ -72,6 +72,7 @@ pub struct ProxyConfig {
     pub when_none_ready: &'static str,
     pub shutdown_grace: &'static str,
     pub slow_start: Option<&'static str>,
+    pub read_timeout: Option<&'static str>,
 }
 
 impl ProxyConfig {
@@ -98,6 +99,7 @@ impl ProxyConfig {
             when_none_ready: "reject",
             shutdown_grace: "1s",
             slow_start: None,
+            read_timeout: None,
         }
     }
 
@@ -148,6 +150,13 @@ impl ProxyConfig {
             y = y.replace(
                 "balancing:\n",
                 &format!("balancing:\n  slow_start: {ramp}\n"),
+            );
+        }
+        if let Some(read) = self.read_timeout {
+            y = y.replacen(
+                "nodes:\n",
+                &format!("timeouts:\n  read: {read}\nnodes:\n"),
+                1,
             );
         }
         for (name, traffic, health, weight) in &self.nodes {

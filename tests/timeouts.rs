@@ -1,0 +1,58 @@
+//! `timeouts.read`: a node that takes too long to answer costs the client a 504 (a POST),
+//! or nothing at all (an idempotent request goes to another node).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Send one request; (status, answering node).
+async fn send(proxy: &Proxy, method: reqwest::Method) -> (u16, Option<String>) {
+    let r = proxy
+        .client
+        .request(method, proxy.url("/orders"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let node = r
+        .headers()
+        .get("x-mi-node")
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.status().as_u16(), node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_node_times_out_reads() {
+    let nodes = start_nodes(2);
+    let mut config = ProxyConfig::new(&nodes);
+    config.read_timeout = Some("300ms");
+    let proxy = config.start().await;
+    proxy.wait_ready(2).await;
+    nodes[0].set_response_delay(Duration::from_secs(3));
+
+    // Round robin: of two POSTs one waits on mi-1 and times out.
+    let started = Instant::now();
+    let mut posts = vec![
+        send(&proxy, reqwest::Method::POST).await,
+        send(&proxy, reqwest::Method::POST).await,
+    ];
+    posts.sort();
+    assert_eq!(posts, [(200, Some("mi-2".into())), (504, None)]);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "504 after the read timeout, not after mi-1's 3 s: {:?}",
+        started.elapsed()
+    );
+
+    // Two GETs: the one that times out on mi-1 is answered by mi-2.
+    for _ in 0..2 {
+        assert_eq!(
+            send(&proxy, reqwest::Method::GET).await,
+            (200, Some("mi-2".into()))
+        );
+    }
+    // Slow is not dead: mi-1 stays in the table.
+    assert_eq!(proxy.node_state("mi-1").await, "ready");
+}

@@ -3,6 +3,7 @@
 //! twice). When no node is ready it answers 503 with `Retry-After`.
 
 use crate::cluster::Cluster;
+use crate::config::{Config, LimitsConfig};
 use crate::routing::{InFlight, Tried};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,16 +23,41 @@ pub struct HealthgateProxy {
     cluster: Arc<Cluster>,
     retries: usize,
     access_log: bool,
+    limits: LimitsConfig,
 }
 
 impl HealthgateProxy {
-    /// A proxy over `cluster` that retries up to `retries` times on other nodes, and logs a
-    /// line per request if `access_log`.
-    pub fn new(cluster: Arc<Cluster>, retries: usize, access_log: bool) -> HealthgateProxy {
+    /// A proxy over `cluster` with the retries, access log and limits of `config`.
+    pub fn new(cluster: Arc<Cluster>, config: &Config) -> HealthgateProxy {
         HealthgateProxy {
             cluster,
-            retries,
-            access_log,
+            retries: config.balancing.retries,
+            access_log: config.log.access_log,
+            limits: config.limits,
+        }
+    }
+
+    /// The status a request gets for its size, before anything is sent upstream: 431 for
+    /// a header over the limit, 413 for a declared body over it.
+    fn size_verdict(&self, request: &RequestHeader) -> Option<u16> {
+        let header_bytes = request.method.as_str().len()
+            + request.raw_path().len()
+            + request
+                .headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>();
+        if header_bytes as u64 > self.limits.max_request_header {
+            return Some(431);
+        }
+        let declared = request
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match (declared, self.limits.max_request_body) {
+            (Some(length), Some(max)) if length > max => Some(413),
+            _ => None,
         }
     }
 
@@ -60,6 +86,8 @@ pub struct RequestCtx {
     no_ready_node: bool,
     /// When the request arrived.
     started: Instant,
+    /// Request body bytes seen so far.
+    body_bytes: u64,
 }
 
 #[async_trait]
@@ -73,14 +101,42 @@ impl ProxyHttp for HealthgateProxy {
             upstream_status: None,
             no_ready_node: false,
             started: Instant::now(),
+            body_bytes: 0,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(code) = self.size_verdict(session.req_header()) {
+            // Answered here, body unread: the connection closes after it.
+            if let Err(e) = session.respond_error(code).await {
+                log::debug!("could not send {code} to the client: {e}");
+            }
+            return Ok(true);
+        }
         // Keep (up to Pingora's limit) the request body, so an idempotent request whose
         // pooled connection broke can be re-sent to another node.
         session.as_downstream_mut().enable_retry_buffering();
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A body without Content-Length (chunked) is counted as it streams.
+        if let (Some(chunk), Some(max)) = (body.as_ref(), self.limits.max_request_body) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > max {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over limits.max_request_body",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(

@@ -78,11 +78,7 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server_conf,
-        HealthgateProxy::new(
-            cluster.clone(),
-            config.balancing.retries,
-            config.log.access_log,
-        ),
+        HealthgateProxy::new(cluster.clone(), config),
         "healthgate proxy",
     );
     for addr in &config.listen {

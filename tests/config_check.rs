@@ -106,6 +106,11 @@ const BAD: &[(&str, &str, &str)] = &[
         ":1:14: admin_token: an admin token must be at least 16 characters",
     ),
     (
+        "bad-size",
+        "limits:\n  max_request_body: 10XB\nnodes: [{host: h}]\n",
+        "limits.max_request_body: invalid size \"10XB\"; write it like 65536, 64KiB or 10MiB",
+    ),
+    (
         "unknown-log-level",
         "log:\n  level: loud\nnodes: [{host: h}]\n",
         ":2:10: log.level: unknown variant `loud`",

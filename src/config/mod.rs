@@ -40,6 +40,17 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Upstream timeouts.
     pub timeouts: TimeoutsConfig,
+    /// Request size limits.
+    pub limits: LimitsConfig,
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Request line and headers together, in bytes; larger gets 431 (default 64 KiB).
+    pub max_request_header: u64,
+    /// Request body in bytes; larger gets 413 (default: no limit).
+    pub max_request_body: Option<u64>,
 }
 
 /// Timeouts towards the nodes' traffic ports.

@@ -27,6 +27,61 @@ pub(super) struct RawConfig {
     pub shutdown: RawShutdown,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// The `limits` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_request_header: Option<Spanned<ByteSize>>,
+    pub max_request_body: Option<Spanned<ByteSize>>,
+}
+
+/// A size written as a number of bytes or with a unit: `64KiB`, `10MiB`, `1GiB`, `500kB`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Bytes(n) => return Ok(ByteSize(n)),
+            Raw::Text(t) => t,
+        };
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "kB" | "KB" => 1000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            _ => u64::MAX,
+        };
+        match digits
+            .parse::<u64>()
+            .ok()
+            .zip((scale != u64::MAX).then_some(scale))
+        {
+            Some((n, scale)) => n
+                .checked_mul(scale)
+                .map(ByteSize)
+                .ok_or_else(|| serde::de::Error::custom(format!("size {text:?} is too large"))),
+            None => Err(serde::de::Error::custom(format!(
+                "invalid size {text:?}; write it like 65536, 64KiB or 10MiB"
+            ))),
+        }
+    }
 }
 
 /// The `timeouts` section.

@@ -1,10 +1,12 @@
 //! Turns the serde model into a typed [`Config`], one small function per rule.
 
 use super::error::RuleError;
-use super::raw::{HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness};
+use super::raw::{
+    ByteSize, HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness,
+};
 use super::{
-    Algorithm, BalancingConfig, Config, LivenessConfig, LogConfig, LogLevel, NodeConfig,
-    NoneReadyPolicy, ReadinessConfig, ShutdownConfig, TimeoutsConfig, defaults,
+    Algorithm, BalancingConfig, Config, LimitsConfig, LivenessConfig, LogConfig, LogLevel,
+    NodeConfig, NoneReadyPolicy, ReadinessConfig, ShutdownConfig, TimeoutsConfig, defaults,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -21,6 +23,9 @@ const MAX_THREADS: usize = 1024;
 pub const MAX_RETRIES: i64 = 15;
 
 type Rule<T> = Result<T, RuleError>;
+
+/// `limits.max_request_header` unless configured.
+const DEFAULT_MAX_REQUEST_HEADER: u64 = 64 * 1024;
 
 /// Shortest `admin_token` accepted: guessable tokens protect nothing.
 const MIN_TOKEN_LEN: usize = 16;
@@ -79,6 +84,17 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 .when_none_ready
                 .unwrap_or(NoneReadyPolicy::Reject),
             slow_start,
+        },
+        limits: LimitsConfig {
+            max_request_header: size(
+                raw.limits.max_request_header.as_ref(),
+                "limits.max_request_header",
+            )?
+            .unwrap_or(DEFAULT_MAX_REQUEST_HEADER),
+            max_request_body: size(
+                raw.limits.max_request_body.as_ref(),
+                "limits.max_request_body",
+            )?,
         },
         timeouts: TimeoutsConfig {
             connect: duration(
@@ -198,6 +214,15 @@ fn threshold(value: Option<&Spanned<i64>>, path: &str, default: u32) -> Rule<u32
             path,
             format!("{} is not allowed; a threshold must be ≥ 1", v.value),
         ),
+    }
+}
+
+/// A size limit: at least 1 byte.
+fn size(value: Option<&Spanned<ByteSize>>, path: &str) -> Rule<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.value.0 == 0 => fail(v, path, "a size limit must be at least 1 byte"),
+        Some(v) => Ok(Some(v.value.0)),
     }
 }
 

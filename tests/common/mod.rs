@@ -73,6 +73,8 @@ pub struct ProxyConfig {
     pub shutdown_grace: &'static str,
     pub slow_start: Option<&'static str>,
     pub read_timeout: Option<&'static str>,
+    /// More top-level YAML, put before `nodes:`.
+    pub extra_yaml: &'static str,
 }
 
 impl ProxyConfig {
@@ -100,6 +102,7 @@ impl ProxyConfig {
             shutdown_grace: "1s",
             slow_start: None,
             read_timeout: None,
+            extra_yaml: "",
         }
     }
 
@@ -159,6 +162,7 @@ impl ProxyConfig {
                 1,
             );
         }
+        y = y.replacen("nodes:\n", &format!("{}nodes:\n", self.extra_yaml), 1);
         for (name, traffic, health, weight) in &self.nodes {
             let _ = writeln!(
                 y,

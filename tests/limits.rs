@@ -1,0 +1,67 @@
+//! `limits`: a request whose header or body is too large is answered by the proxy (431,
+//! 413) and never reaches a node; one within the limits goes through.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+
+/// POST a chunked body of `chunks` × `size` bytes over a raw connection; the answer's status.
+async fn chunked_post(addr: SocketAddr, chunks: usize, size: usize) -> Option<u16> {
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        let head = "POST /orders HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let _ = s.write_all(head.as_bytes());
+        for _ in 0..chunks {
+            // The proxy may answer and close before the whole body is sent.
+            let _ = s.write_all(format!("{size:x}\r\n{}\r\n", "c".repeat(size)).as_bytes());
+        }
+        let _ = s.write_all(b"0\r\n\r\n");
+        let mut answer = [0u8; 64];
+        let n = s.read(&mut answer).ok()?;
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        text.split(' ').nth(1)?.parse().ok()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_get_413_and_431_and_never_reach_a_node() {
+    let nodes = start_nodes(1);
+    let mut config = ProxyConfig::new(&nodes);
+    config.extra_yaml = "limits:\n  max_request_header: 2KiB\n  max_request_body: 1KiB\n";
+    let proxy = config.start().await;
+    proxy.wait_ready(1).await;
+    let post = |body: Vec<u8>| proxy.client.post(proxy.url("/orders")).body(body).send();
+
+    assert_eq!(post(vec![b'a'; 1000]).await.unwrap().status(), 200);
+    let reached = nodes[0].traffic_started();
+
+    assert_eq!(post(vec![b'a'; 2000]).await.unwrap().status(), 413);
+    let big_header = proxy
+        .client
+        .get(proxy.url("/orders"))
+        .header("x-big", "b".repeat(3000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big_header.status(), 431);
+    // A chunked body (no Content-Length) is counted as it streams.
+    assert_eq!(chunked_post(proxy.listen, 4, 600).await, Some(413));
+
+    assert_eq!(
+        nodes[0].traffic_requests(),
+        reached,
+        "no oversized request reached the node whole"
+    );
+    assert_eq!(
+        post(vec![b'a'; 10]).await.unwrap().status(),
+        200,
+        "the proxy still serves"
+    );
+}

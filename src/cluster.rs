@@ -7,6 +7,7 @@ use crate::config::{Config, NoneReadyPolicy};
 use crate::health::{
     Flip, HealthMachine, NodeState, Observation, ProbeOutcome, ProbeResult, Thresholds,
 };
+use crate::outlier::Outliers;
 use crate::routing::{Backend, Members, Router, RoutingTable};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -84,6 +85,8 @@ pub struct NodeReport {
     pub errors: u64,
     /// Taken out of the routing table by the operator.
     pub drained: bool,
+    /// How much longer outlier detection keeps the node out, if it does.
+    pub ejected_for: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -113,6 +116,7 @@ pub struct Cluster {
     router: Router,
     thresholds: Thresholds,
     when_none_ready: NoneReadyPolicy,
+    outliers: Option<Outliers>,
     metrics: Metrics,
 }
 
@@ -174,6 +178,9 @@ impl Cluster {
                 liveness_failure: config.liveness.failure_threshold,
             },
             when_none_ready: config.balancing.when_none_ready,
+            outliers: config
+                .outlier_detection
+                .map(|o| Outliers::new(o, config.nodes.len())),
             metrics,
         })
     }
@@ -287,6 +294,39 @@ impl Cluster {
         Some(())
     }
 
+    /// Whether outlier detection has ejected the node.
+    pub fn is_ejected(&self, id: usize) -> bool {
+        self.outliers.as_ref().is_some_and(|o| o.is_ejected(id))
+    }
+
+    /// A live-traffic answer from node `id` (`None`: none came): feeds outlier detection,
+    /// which may eject the node for a while.
+    pub fn record_answer(self: &Arc<Self>, id: usize, status: Option<u16>) {
+        let Some(outliers) = &self.outliers else {
+            return;
+        };
+        let failed = status.is_none_or(|s| s >= 500);
+        let Some(length) = outliers.record(id, failed) else {
+            return;
+        };
+        let backend = &self.backends[id];
+        backend.series.record_ejection();
+        log::warn!(
+            "node={} ejected for {length:?} by outlier detection: failed answers in a row (last: {})",
+            backend.name,
+            status.map_or_else(|| "no answer".to_string(), |s| s.to_string())
+        );
+        self.rebuild_table();
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(length).await;
+            let backend = &cluster.backends[id];
+            backend.series.end_ejection();
+            log::info!("node={} ejection over", backend.name);
+            cluster.rebuild_table();
+        });
+    }
+
     /// Whether the operator drained the node.
     pub fn is_drained(&self, id: usize) -> bool {
         self.slots[id].drained.load(Ordering::Acquire)
@@ -327,6 +367,7 @@ impl Cluster {
                     requests: b.series.requests_total(),
                     errors: b.series.errors_total(),
                     drained: self.is_drained(b.id),
+                    ejected_for: self.outliers.as_ref().and_then(|o| o.remaining(b.id)),
                 }
             })
             .collect()
@@ -400,6 +441,7 @@ impl Cluster {
             self.backends
                 .iter()
                 .filter(|b| self.state(b.id) == state && !self.is_drained(b.id))
+                .filter(|b| !self.is_ejected(b.id))
                 .cloned()
                 .collect()
         };

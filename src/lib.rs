@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod outlier;
 pub mod proxy;
 pub mod routing;
 pub mod server;

@@ -70,6 +70,7 @@ impl HealthgateProxy {
     fn attempt_failed(&self, ctx: &mut RequestCtx) {
         if let Some(attempt) = ctx.attempt.take() {
             attempt.backend().series.count_status(None);
+            self.cluster.record_answer(attempt.backend().id, None);
         }
     }
 }
@@ -307,6 +308,8 @@ impl ProxyHttp for HealthgateProxy {
         let attempt = ctx.attempt.take();
         if let Some(attempt) = &attempt {
             attempt.backend().series.count_status(ctx.upstream_status);
+            self.cluster
+                .record_answer(attempt.backend().id, ctx.upstream_status);
         }
         let elapsed = ctx.started.elapsed();
         self.cluster

@@ -111,6 +111,11 @@ const BAD: &[(&str, &str, &str)] = &[
         "limits.max_request_body: invalid size \"10XB\"; write it like 65536, 64KiB or 10MiB",
     ),
     (
+        "outlier-max-below-base",
+        "outlier_detection:\n  base_ejection: 1m\n  max_ejection: 10s\nnodes: [{host: h}]\n",
+        ":3:17: outlier_detection.max_ejection: max_ejection 10s is shorter than base_ejection 60s",
+    ),
+    (
         "unknown-log-level",
         "log:\n  level: loud\nnodes: [{host: h}]\n",
         ":2:10: log.level: unknown variant `loud`",

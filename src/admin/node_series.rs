@@ -45,6 +45,8 @@ pub struct NodeSeries {
     label: Box<str>,
     state: AtomicU8,
     drained: AtomicBool,
+    ejected: AtomicBool,
+    ejections: AtomicU64,
     faulty_capps: AtomicU64,
     transitions: [AtomicU64; NodeState::ALL.len()],
     probes: [[AtomicU64; ProbeResult::ALL.len()]; Probe::ALL.len()],
@@ -59,6 +61,8 @@ impl NodeSeries {
             label: escape_label(name).into(),
             state: AtomicU8::new(NodeState::Starting.to_u8()),
             drained: AtomicBool::new(false),
+            ejected: AtomicBool::new(false),
+            ejections: AtomicU64::new(0),
             faulty_capps: AtomicU64::new(0),
             transitions: Default::default(),
             probes: Default::default(),
@@ -117,6 +121,17 @@ impl NodeSeries {
         self.drained.store(drained, Ordering::Relaxed);
     }
 
+    /// Record an ejection by outlier detection.
+    pub fn record_ejection(&self) {
+        self.ejected.store(true, Ordering::Relaxed);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Record the end of an ejection.
+    pub fn end_ejection(&self) {
+        self.ejected.store(false, Ordering::Relaxed);
+    }
+
     /// Record how many faulty CApps the last readiness answer listed.
     pub fn set_faulty_capps(&self, count: usize) {
         self.faulty_capps.store(count as u64, Ordering::Relaxed);
@@ -140,6 +155,16 @@ const DRAINED: Family = Family(
     "healthgate_backend_drained",
     "1 while the operator has drained the node out of the routing table",
     "gauge",
+);
+const EJECTED: Family = Family(
+    "healthgate_backend_ejected",
+    "1 while outlier detection keeps the node out of the routing table",
+    "gauge",
+);
+const EJECTIONS: Family = Family(
+    "healthgate_outlier_ejections_total",
+    "Times outlier detection ejected the node",
+    "counter",
 );
 const FAULTY_CAPPS: Family = Family(
     "healthgate_backend_faulty_capps",
@@ -210,14 +235,23 @@ impl NodeMetrics {
         let state = |n: &NodeSeries| NodeState::from_u8(n.state.load(Ordering::Relaxed));
 
         let drained = |n: &NodeSeries| n.drained.load(Ordering::Relaxed);
+        let ejected = |n: &NodeSeries| n.ejected.load(Ordering::Relaxed);
         header(out, &UP);
         for n in nodes {
-            let up = u64::from(state(n) == NodeState::Ready && !drained(n));
+            let up = u64::from(state(n) == NodeState::Ready && !drained(n) && !ejected(n));
             sample(out, UP.0, "", &n.label, &[], up);
         }
         header(out, &DRAINED);
         for n in nodes {
             sample(out, DRAINED.0, "", &n.label, &[], u64::from(drained(n)));
+        }
+        header(out, &EJECTED);
+        for n in nodes {
+            sample(out, EJECTED.0, "", &n.label, &[], u64::from(ejected(n)));
+        }
+        header(out, &EJECTIONS);
+        for n in nodes {
+            sample(out, EJECTIONS.0, "", &n.label, &[], load(&n.ejections));
         }
         header(out, &STATE);
         for n in nodes {
@@ -383,6 +417,6 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(text.matches("# TYPE ").count(), 9);
+        assert_eq!(text.matches("# TYPE ").count(), 11);
     }
 }

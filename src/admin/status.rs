@@ -49,6 +49,8 @@ pub struct NodeStatus {
     pub errors: u64,
     /// Taken out of the routing table by the operator (`POST /nodes/{name}/drain`).
     pub drained: bool,
+    /// Milliseconds outlier detection still keeps the node out (`null`: not ejected).
+    pub ejected_for_ms: Option<u64>,
     /// The latest probe of each kind (`null` before the first).
     pub probes: ProbesStatus,
 }
@@ -111,6 +113,7 @@ impl Status {
                     requests: r.requests,
                     errors: r.errors,
                     drained: r.drained,
+                    ejected_for_ms: r.ejected_for.map(|d| d.as_millis() as u64),
                     probes: ProbesStatus {
                         readiness: ProbeStatus::of(r.last_probes[Probe::Readiness as usize], now),
                         liveness: ProbeStatus::of(r.last_probes[Probe::Liveness as usize], now),
@@ -202,10 +205,14 @@ pub fn html(status: &Status) -> String {
             colour = colour(n.state),
             state = n.state,
             age = short_duration(n.seconds_in_state),
-            drained = if n.drained {
-                " <span class=\"state\" style=\"background:#555\">drained</span>"
-            } else {
-                ""
+            drained = match (n.drained, n.ejected_for_ms) {
+                (true, _) =>
+                    " <span class=\"state\" style=\"background:#555\">drained</span>".to_string(),
+                (false, Some(ms)) => format!(
+                    " <span class=\"state\" style=\"background:#6a1b9a\">ejected {}s</span>",
+                    ms.div_ceil(1000)
+                ),
+                (false, None) => String::new(),
             },
             readiness = probe_cell(&n.probes.readiness),
             liveness = probe_cell(&n.probes.liveness),

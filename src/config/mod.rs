@@ -42,6 +42,21 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     /// Request size limits.
     pub limits: LimitsConfig,
+    /// Ejecting nodes that fail live traffic (off unless the section is present).
+    pub outlier_detection: Option<OutlierConfig>,
+}
+
+/// Outlier detection on live traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// 5xx answers or attempts without an answer in a row that eject a node (default 5).
+    pub consecutive_failures: u32,
+    /// The first ejection; each further one doubles, up to `max_ejection` (default 30 s).
+    pub base_ejection: Duration,
+    /// The longest ejection (default 5 min).
+    pub max_ejection: Duration,
+    /// At most this share of the nodes is ejected at once, in percent (default 50).
+    pub max_ejected_percent: u32,
 }
 
 /// Request size limits.

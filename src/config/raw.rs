@@ -29,6 +29,17 @@ pub(super) struct RawConfig {
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub limits: RawLimits,
+    pub outlier_detection: Option<RawOutlier>,
+}
+
+/// The `outlier_detection` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutlier {
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub base_ejection: Option<Spanned<HumanDuration>>,
+    pub max_ejection: Option<Spanned<HumanDuration>>,
+    pub max_ejected_percent: Option<Spanned<i64>>,
 }
 
 /// The `limits` section.

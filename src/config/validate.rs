@@ -2,11 +2,12 @@
 
 use super::error::RuleError;
 use super::raw::{
-    ByteSize, HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawReadiness,
+    ByteSize, HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawOutlier, RawReadiness,
 };
 use super::{
     Algorithm, BalancingConfig, Config, LimitsConfig, LivenessConfig, LogConfig, LogLevel,
-    NodeConfig, NoneReadyPolicy, ReadinessConfig, ShutdownConfig, TimeoutsConfig, defaults,
+    NodeConfig, NoneReadyPolicy, OutlierConfig, ReadinessConfig, ShutdownConfig, TimeoutsConfig,
+    defaults,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -84,6 +85,10 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 .when_none_ready
                 .unwrap_or(NoneReadyPolicy::Reject),
             slow_start,
+        },
+        outlier_detection: match &raw.outlier_detection {
+            Some(o) => Some(outlier(o)?),
+            None => None,
         },
         limits: LimitsConfig {
             max_request_header: size(
@@ -215,6 +220,41 @@ fn threshold(value: Option<&Spanned<i64>>, path: &str, default: u32) -> Rule<u32
             format!("{} is not allowed; a threshold must be ≥ 1", v.value),
         ),
     }
+}
+
+fn outlier(raw: &RawOutlier) -> Rule<OutlierConfig> {
+    let base = duration(
+        raw.base_ejection.as_ref(),
+        "outlier_detection.base_ejection",
+        Duration::from_secs(30),
+        false,
+    )?;
+    let max = duration(
+        raw.max_ejection.as_ref(),
+        "outlier_detection.max_ejection",
+        Duration::from_secs(300),
+        false,
+    )?;
+    if let (Some(at), true) = (&raw.max_ejection, max < base) {
+        return fail(
+            at,
+            "outlier_detection.max_ejection",
+            format!("max_ejection {max:?} is shorter than base_ejection {base:?}"),
+        );
+    }
+    Ok(OutlierConfig {
+        consecutive_failures: threshold(
+            raw.consecutive_failures.as_ref(),
+            "outlier_detection.consecutive_failures",
+            5,
+        )?,
+        base_ejection: base,
+        max_ejection: max,
+        max_ejected_percent: match &raw.max_ejected_percent {
+            Some(p) => int_in_range(p, "outlier_detection.max_ejected_percent", 1, 100)? as u32,
+            None => 50,
+        },
+    })
 }
 
 /// A size limit: at least 1 byte.

@@ -123,11 +123,9 @@ pub(crate) async fn traffic(
         tokio::time::sleep(delay).await;
     }
     shared.traffic_requests.fetch_add(1, Ordering::Relaxed);
-    let mut response = respond(
-        StatusCode::OK,
-        Some("text/plain"),
-        shared.traffic_body.clone(),
-    );
+    let status = StatusCode::from_u16(shared.traffic_status.load(Ordering::Relaxed))
+        .unwrap_or(StatusCode::OK);
+    let mut response = respond(status, Some("text/plain"), shared.traffic_body.clone());
     let headers = response.headers_mut();
     headers.insert("x-mi-node", shared.node_header.clone());
     headers.insert("x-request-bytes", HeaderValue::from(received));

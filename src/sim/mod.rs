@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     health_requests: AtomicU64,
     /// Current response delay in microseconds (see [`SimOptions::response_delay`]).
     response_delay_us: AtomicU64,
+    /// Status the traffic port answers with (200 unless set).
+    traffic_status: AtomicU16,
     node_header: HeaderValue,
     traffic_body: Bytes,
     life: Mutex<Option<Life>>,
@@ -157,6 +159,7 @@ impl SimNode {
             traffic_requests: AtomicU64::new(0),
             health_requests: AtomicU64::new(0),
             response_delay_us: AtomicU64::new(options.response_delay.as_micros() as u64),
+            traffic_status: AtomicU16::new(200),
             node_header,
             traffic_body: Bytes::from(format!("hello from {}\n", options.name)),
             life: Mutex::new(None),
@@ -234,6 +237,12 @@ impl SimNode {
         let before = faulty.len();
         faulty.retain(|c| c != capp);
         faulty.len() != before
+    }
+
+    /// Answer traffic with this status from now on (e.g. 500: an integration failing on
+    /// this node only).
+    pub fn set_traffic_status(&self, status: u16) {
+        self.shared.traffic_status.store(status, Ordering::Relaxed);
     }
 
     /// Hold every traffic response this long from now on.

@@ -13,7 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The body of the 503 sent when no node is ready.
 pub const NO_READY_NODE_BODY: &str = "no ready Micro Integrator node is available; retry shortly\n";
@@ -24,6 +24,7 @@ pub struct HealthgateProxy {
     retries: usize,
     access_log: bool,
     limits: LimitsConfig,
+    client_body_timeout: Duration,
 }
 
 impl HealthgateProxy {
@@ -34,6 +35,7 @@ impl HealthgateProxy {
             retries: config.balancing.retries,
             access_log: config.log.access_log,
             limits: config.limits,
+            client_body_timeout: config.timeouts.client_body,
         }
     }
 
@@ -116,7 +118,10 @@ impl ProxyHttp for HealthgateProxy {
         }
         // Keep (up to Pingora's limit) the request body, so an idempotent request whose
         // pooled connection broke can be re-sent to another node.
-        session.as_downstream_mut().enable_retry_buffering();
+        let downstream = session.as_downstream_mut();
+        downstream.enable_retry_buffering();
+        // A client that stalls while sending its body is given up on (408).
+        downstream.set_read_timeout(Some(self.client_body_timeout));
         Ok(false)
     }
 
@@ -282,6 +287,7 @@ impl ProxyHttp for HealthgateProxy {
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {
+                    ErrorType::ReadTimedout => 408,
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
                     _ => 400,
                 },

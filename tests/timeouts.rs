@@ -56,3 +56,35 @@ async fn a_slow_node_times_out_reads() {
     // Slow is not dead: mi-1 stays in the table.
     assert_eq!(proxy.node_state("mi-1").await, "ready");
 }
+
+/// A client that stops sending its body is given up on after `timeouts.client_body`: 408,
+/// and the node never gets a whole request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_gets_408() {
+    let nodes = start_nodes(1);
+    let mut config = ProxyConfig::new(&nodes);
+    config.extra_yaml = "timeouts:\n  client_body: 500ms\n";
+    let proxy = config.start().await;
+    proxy.wait_ready(1).await;
+    let listen = proxy.listen;
+    let (status, took) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        s.write_all(b"POST /orders HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+            .unwrap();
+        let mut answer = [0u8; 64];
+        let n = s.read(&mut answer).unwrap_or(0);
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        (
+            text.split(' ').nth(1).map(str::to_string),
+            started.elapsed(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.as_deref(), Some("408"));
+    assert!(took < Duration::from_secs(5), "given up after {took:?}");
+    assert_eq!(nodes[0].traffic_requests(), 0);
+}

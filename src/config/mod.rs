@@ -76,6 +76,9 @@ pub struct TimeoutsConfig {
     /// Between two reads of an answer; past it the client gets 504, or an idempotent
     /// request goes to another node (default 60 s, as NGINX's `proxy_read_timeout`).
     pub read: Duration,
+    /// Between two reads of a client's request body; past it the client gets 408 (default
+    /// 60 s, as NGINX's `client_body_timeout`).
+    pub client_body: Duration,
 }
 
 /// Graceful shutdown settings.

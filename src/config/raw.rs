@@ -101,6 +101,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 pub(super) struct RawTimeouts {
     pub connect: Option<Spanned<HumanDuration>>,
     pub read: Option<Spanned<HumanDuration>>,
+    pub client_body: Option<Spanned<HumanDuration>>,
 }
 
 /// `listen` accepts a single address or a list.

@@ -114,6 +114,12 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 Duration::from_secs(60),
                 false,
             )?,
+            client_body: duration(
+                raw.timeouts.client_body.as_ref(),
+                "timeouts.client_body",
+                Duration::from_secs(60),
+                false,
+            )?,
         },
         shutdown: ShutdownConfig {
             grace_period: duration(

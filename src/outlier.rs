@@ -59,7 +59,10 @@ impl Outliers {
     pub fn record(&self, id: usize, failed: bool) -> Option<Duration> {
         let record = &self.records[id];
         if !failed {
-            record.consecutive.store(0, Ordering::Relaxed);
+            // Read first: the common case writes nothing, so threads share the line.
+            if record.consecutive.load(Ordering::Relaxed) != 0 {
+                record.consecutive.store(0, Ordering::Relaxed);
+            }
             return None;
         }
         let streak = record.consecutive.fetch_add(1, Ordering::Relaxed) + 1;

@@ -68,11 +68,15 @@ impl HealthgateProxy {
         ctx.tried.len() <= self.retries
     }
 
-    /// End the current attempt without a response from the node.
-    fn attempt_failed(&self, ctx: &mut RequestCtx) {
+    /// End the current attempt without a response from the node. Outlier detection counts
+    /// it only when the node is at fault: a client that stalls, disconnects or sends too
+    /// much must not get a healthy node ejected.
+    fn attempt_failed(&self, ctx: &mut RequestCtx, node_at_fault: bool) {
         if let Some(attempt) = ctx.attempt.take() {
             attempt.backend().series.count_status(None);
-            self.cluster.record_answer(attempt.backend().id, None);
+            if node_at_fault {
+                self.cluster.record_answer(attempt.backend().id, None);
+            }
         }
     }
 }
@@ -219,7 +223,7 @@ impl ProxyHttp for HealthgateProxy {
             self.cluster
                 .traffic_failed(attempt.backend().id, format!("connect to {peer}: {e}"));
         }
-        self.attempt_failed(ctx);
+        self.attempt_failed(ctx, true);
         // Nothing was sent, so any request may go to another node.
         e.set_retry(self.may_retry(ctx));
         e
@@ -243,13 +247,15 @@ impl ProxyHttp for HealthgateProxy {
             }
         }
         // Only idempotent requests (RFC 9110 §9.2.2) with their whole body kept may go
-        // again: after any failure before the node's answer began (a read failure, a node
-        // that died mid-request), or on a broken reused connection. A POST that may have
-        // reached the node is never replayed.
+        // again: after any failure of the node before its answer began (a read failure, a
+        // node that died mid-request), or on a broken reused connection. A POST that may
+        // have reached the node is never replayed; nor is a request whose client failed
+        // (stalled, disconnected, sent too much): another node would see the same.
+        let node_at_fault = *e.esource() == ErrorSource::Upstream;
         let downstream = session.as_downstream();
         if !downstream.req_header().method.is_idempotent() || downstream.retry_buffer_truncated() {
             e.set_retry(false);
-        } else if ctx.upstream_status.is_none() {
+        } else if ctx.upstream_status.is_none() && node_at_fault {
             e.set_retry(true);
         } else {
             e.retry.decide_reuse(upstream_reused);
@@ -258,7 +264,7 @@ impl ProxyHttp for HealthgateProxy {
             e.set_retry(false);
         }
         if e.retry() || ctx.upstream_status.is_none() {
-            self.attempt_failed(ctx);
+            self.attempt_failed(ctx, node_at_fault);
         }
         e
     }

@@ -8,13 +8,19 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
-/// POST a chunked body of `chunks` × `size` bytes over a raw connection; the answer's status.
-async fn chunked_post(addr: SocketAddr, chunks: usize, size: usize) -> Option<u16> {
+/// Send a chunked body of `chunks` × `size` bytes over a raw connection; the answer's status.
+async fn chunked(
+    method: &'static str,
+    addr: SocketAddr,
+    chunks: usize,
+    size: usize,
+) -> Option<u16> {
     tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .ok()?;
-        let head = "POST /orders HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head =
+            format!("{method} /orders HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
         let _ = s.write_all(head.as_bytes());
         for _ in 0..chunks {
             // The proxy may answer and close before the whole body is sent.
@@ -52,7 +58,9 @@ async fn oversized_requests_get_413_and_431_and_never_reach_a_node() {
         .unwrap();
     assert_eq!(big_header.status(), 431);
     // A chunked body (no Content-Length) is counted as it streams.
-    assert_eq!(chunked_post(proxy.listen, 4, 600).await, Some(413));
+    assert_eq!(chunked("POST", proxy.listen, 4, 600).await, Some(413));
+    // An idempotent method too: a client's oversized body is not retried on other nodes.
+    assert_eq!(chunked("PUT", proxy.listen, 4, 600).await, Some(413));
 
     assert_eq!(
         nodes[0].traffic_requests(),

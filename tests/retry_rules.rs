@@ -19,22 +19,7 @@ async fn a_post_that_reached_a_node_is_never_replayed() {
 
     // Round robin: of two POSTs, one goes to each node.
     let posts: Vec<_> = (0..2)
-        .map(|i| {
-            let (client, url) = (client(), proxy.url("/orders"));
-            tokio::spawn(async move {
-                let r = client
-                    .post(url)
-                    .body(format!("order {i}"))
-                    .send()
-                    .await
-                    .unwrap();
-                let node = r
-                    .headers()
-                    .get("x-mi-node")
-                    .map(|v| v.to_str().unwrap().to_string());
-                (r.status().as_u16(), node)
-            })
-        })
+        .map(|_| spawn_send(reqwest::Method::POST, proxy.url("/orders")))
         .collect();
     eventually(
         Duration::from_secs(5),
@@ -78,17 +63,7 @@ async fn an_idempotent_request_that_lost_its_answer_goes_to_another_node() {
     nodes[0].set_response_delay(Duration::from_secs(2));
 
     let gets: Vec<_> = (0..2)
-        .map(|_| {
-            let (client, url) = (client(), proxy.url("/orders/7"));
-            tokio::spawn(async move {
-                let r = client.get(url).send().await.unwrap();
-                let node = r
-                    .headers()
-                    .get("x-mi-node")
-                    .map(|v| v.to_str().unwrap().to_string());
-                (r.status().as_u16(), node)
-            })
-        })
+        .map(|_| spawn_send(reqwest::Method::GET, proxy.url("/orders/7")))
         .collect();
     eventually(
         Duration::from_secs(5),

@@ -351,18 +351,7 @@ impl Proxy {
 
     /// One GET through the proxy: (status, `x-mi-node`).
     pub async fn get(&self, path: &str) -> (u16, Option<String>) {
-        let r = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("proxy request");
-        let node = r
-            .headers()
-            .get("x-mi-node")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        (r.status().as_u16(), node)
+        send(&self.client, reqwest::Method::GET, self.url(path)).await
     }
 
     /// Resident memory of the proxy process in KiB (Linux).
@@ -508,4 +497,32 @@ pub fn count_by_node(samples: &[Sample]) -> std::collections::BTreeMap<String, u
         }
     }
     counts
+}
+
+/// One request to `url` (with a one-byte body unless GET or HEAD): (status, `x-mi-node`).
+pub async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+) -> (u16, Option<String>) {
+    let bodiless = method == reqwest::Method::GET || method == reqwest::Method::HEAD;
+    let mut request = client.request(method, url);
+    if !bodiless {
+        request = request.body("x");
+    }
+    let r = request.send().await.expect("proxy request");
+    let node = r
+        .headers()
+        .get("x-mi-node")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.status().as_u16(), node)
+}
+
+/// [`send`] in a task of its own, on a connection of its own.
+pub fn spawn_send(
+    method: reqwest::Method,
+    url: String,
+) -> tokio::task::JoinHandle<(u16, Option<String>)> {
+    tokio::spawn(async move { send(&client(), method, url).await })
 }

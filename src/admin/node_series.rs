@@ -236,23 +236,12 @@ impl NodeMetrics {
 
         let drained = |n: &NodeSeries| n.drained.load(Ordering::Relaxed);
         let ejected = |n: &NodeSeries| n.ejected.load(Ordering::Relaxed);
-        header(out, &UP);
-        for n in nodes {
-            let up = u64::from(state(n) == NodeState::Ready && !drained(n) && !ejected(n));
-            sample(out, UP.0, "", &n.label, &[], up);
-        }
-        header(out, &DRAINED);
-        for n in nodes {
-            sample(out, DRAINED.0, "", &n.label, &[], u64::from(drained(n)));
-        }
-        header(out, &EJECTED);
-        for n in nodes {
-            sample(out, EJECTED.0, "", &n.label, &[], u64::from(ejected(n)));
-        }
-        header(out, &EJECTIONS);
-        for n in nodes {
-            sample(out, EJECTIONS.0, "", &n.label, &[], load(&n.ejections));
-        }
+        one_per_node(out, &UP, nodes, |n| {
+            u64::from(state(n) == NodeState::Ready && !drained(n) && !ejected(n))
+        });
+        one_per_node(out, &DRAINED, nodes, |n| u64::from(drained(n)));
+        one_per_node(out, &EJECTED, nodes, |n| u64::from(ejected(n)));
+        one_per_node(out, &EJECTIONS, nodes, |n| load(&n.ejections));
         header(out, &STATE);
         for n in nodes {
             // One read per node, so a flip during the scrape cannot show two states.
@@ -269,17 +258,7 @@ impl NodeMetrics {
                 );
             }
         }
-        header(out, &FAULTY_CAPPS);
-        for n in nodes {
-            sample(
-                out,
-                FAULTY_CAPPS.0,
-                "",
-                &n.label,
-                &[],
-                load(&n.faulty_capps),
-            );
-        }
+        one_per_node(out, &FAULTY_CAPPS, nodes, |n| load(&n.faulty_capps));
         header(out, &PROBES);
         for n in nodes {
             for p in Probe::ALL {
@@ -323,17 +302,26 @@ impl NodeMetrics {
                 );
             }
         }
-        header(out, &CONNECT_FAILURES);
-        for n in nodes {
-            let value = load(&n.connect_failures);
-            sample(out, CONNECT_FAILURES.0, "", &n.label, &[], value);
-        }
+        one_per_node(out, &CONNECT_FAILURES, nodes, |n| load(&n.connect_failures));
         self.last_len.store(out.len() - start, Ordering::Relaxed);
     }
 }
 
 fn header(out: &mut String, Family(name, help, kind): &Family) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A family with one sample per node, labelled by `node` only.
+fn one_per_node(
+    out: &mut String,
+    family: &Family,
+    nodes: &[Arc<NodeSeries>],
+    value: impl Fn(&NodeSeries) -> u64,
+) {
+    header(out, family);
+    for n in nodes {
+        sample(out, family.0, "", &n.label, &[], value(n));
+    }
 }
 
 /// One line: `name{node="…",k="v",…} value`. `node` is pre-escaped; the other label

@@ -175,7 +175,8 @@ impl ProxyConfig {
         y
     }
 
-    /// Write the config and start the real proxy binary; waits until its admin port answers.
+    /// Write the config and start the real proxy binary; waits until its admin port answers
+    /// and its traffic listener accepts.
     pub async fn start(&self) -> Proxy {
         for _attempt in 0..3 {
             let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -224,10 +225,14 @@ impl Proxy {
                 eprintln!("healthgate exited early:\n{}", proxy.log());
                 return None;
             }
-            if let Ok(r) = proxy.client.get(proxy.admin_url("/liveness")).send().await {
-                if r.status() == 200 {
-                    return Some(proxy);
-                }
+            // Pingora starts the admin and traffic services on their own threads, so the
+            // admin can answer before the traffic listener is bound: wait for both.
+            let admin_up = match proxy.client.get(proxy.admin_url("/liveness")).send().await {
+                Ok(r) => r.status() == 200,
+                Err(_) => false,
+            };
+            if admin_up && tokio::net::TcpStream::connect(listen).await.is_ok() {
+                return Some(proxy);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -36,7 +36,7 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
         .build()?;
     let nodes = runtime.block_on(start_nodes())?;
     let config = Config::from_yaml("<demo config>", &config_yaml(&args, &nodes))?;
-    let built = server::build(&config)?;
+    let built = server::build(&config, &server::Launch::default())?;
     print!("{}", banner(&args, &nodes));
     std::io::stdout().flush()?;
     built.server.run_forever()

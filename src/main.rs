@@ -21,6 +21,10 @@ struct Cli {
     /// Validate the configuration and exit: 0 and a summary, or 1 and the error.
     #[arg(long, requires = "config")]
     check: bool,
+    /// Take the listening sockets over from the running healthgate (zero-downtime binary
+    /// upgrade): start this, then send SIGQUIT to the old process. See the README.
+    #[arg(short, long, requires = "config", conflicts_with = "check")]
+    upgrade: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let Cli {
         config,
         check,
+        upgrade,
         command,
     } = Cli::parse();
     match (command, config) {
@@ -54,7 +59,17 @@ fn main() -> ExitCode {
             }
             init_logging(config.log.level);
             log::info!("{}: loaded: {}", path.display(), config.summary());
-            match healthgate::server::build(&config) {
+            if upgrade {
+                log::info!(
+                    "upgrade: waiting on {} for the listeners; send SIGQUIT to the running healthgate",
+                    config.upgrade_socket
+                );
+            }
+            let launch = healthgate::server::Launch {
+                config_path: Some(path),
+                upgrade,
+            };
+            match healthgate::server::build(&config, &launch) {
                 Ok(built) => built.server.run_forever(),
                 Err(e) => fail(&e),
             }

@@ -9,31 +9,29 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// One node's failure streak and ejection.
+/// One node's failure streak and ejection; each node owns one.
 #[derive(Debug, Default)]
-struct Record {
+pub struct Record {
     consecutive: AtomicU32,
     /// Nanoseconds since the tracker's epoch until which the node is out (0: never ejected).
     ejected_until: AtomicU64,
     ejections: AtomicU32,
 }
 
-/// Failure streaks and ejections of every node.
+/// The ejection policy and the clock the records are read against.
 #[derive(Debug)]
 pub struct Outliers {
     config: OutlierConfig,
-    records: Box<[Record]>,
     epoch: Instant,
     /// Ejection decisions one at a time, so the cap holds.
     decide: Mutex<()>,
 }
 
 impl Outliers {
-    /// A tracker for `nodes` nodes.
-    pub fn new(config: OutlierConfig, nodes: usize) -> Outliers {
+    /// A tracker with `config`'s policy.
+    pub fn new(config: OutlierConfig) -> Outliers {
         Outliers {
             config,
-            records: (0..nodes).map(|_| Record::default()).collect(),
             epoch: Instant::now(),
             decide: Mutex::new(()),
         }
@@ -43,21 +41,30 @@ impl Outliers {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Whether node `id` is ejected now.
-    pub fn is_ejected(&self, id: usize) -> bool {
-        self.remaining(id).is_some()
+    /// Whether the node of `record` is ejected now.
+    pub fn is_ejected(&self, record: &Record) -> bool {
+        self.remaining(record).is_some()
     }
 
-    /// How much longer node `id` stays ejected, if it is.
-    pub fn remaining(&self, id: usize) -> Option<Duration> {
-        let until = self.records[id].ejected_until.load(Ordering::Acquire);
+    /// How much longer the node of `record` stays ejected, if it is.
+    pub fn remaining(&self, record: &Record) -> Option<Duration> {
+        let until = record.ejected_until.load(Ordering::Acquire);
         let now = self.now();
         (until > now).then(|| Duration::from_nanos(until - now))
     }
 
-    /// Count one answer of node `id`; `Some(d)` when this failure ejects it for `d`.
-    pub fn record(&self, id: usize, failed: bool) -> Option<Duration> {
-        let record = &self.records[id];
+    /// Count one answer of the node of `record`; `Some(d)` when this failure ejects it for
+    /// `d`. `everyone` lists the records of all current nodes (read only when a streak is
+    /// long enough, to hold the cap).
+    pub fn record<'a, I>(
+        &self,
+        record: &Record,
+        failed: bool,
+        everyone: impl FnOnce() -> I,
+    ) -> Option<Duration>
+    where
+        I: Iterator<Item = &'a Record>,
+    {
         if !failed {
             // Read first: the common case writes nothing, so threads share the line.
             if record.consecutive.load(Ordering::Relaxed) != 0 {
@@ -73,13 +80,15 @@ impl Outliers {
             .decide
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.is_ejected(id) {
+        if self.is_ejected(record) {
             return None; // answers still arriving from before the ejection
         }
-        let ejected = (0..self.records.len())
-            .filter(|&i| self.is_ejected(i))
-            .count();
-        let cap = self.records.len() * self.config.max_ejected_percent as usize / 100;
+        let (mut nodes, mut ejected) = (0, 0);
+        for r in everyone() {
+            nodes += 1;
+            ejected += usize::from(self.is_ejected(r));
+        }
+        let cap = nodes * self.config.max_ejected_percent as usize / 100;
         if ejected >= cap {
             return None;
         }
@@ -101,54 +110,56 @@ impl Outliers {
 mod tests {
     use super::*;
 
-    fn tracker(nodes: usize, percent: u32) -> Outliers {
-        Outliers::new(
-            OutlierConfig {
-                consecutive_failures: 3,
-                base_ejection: Duration::from_secs(10),
-                max_ejection: Duration::from_secs(25),
-                max_ejected_percent: percent,
-            },
-            nodes,
-        )
+    fn tracker(nodes: usize, percent: u32) -> (Outliers, Vec<Record>) {
+        let o = Outliers::new(OutlierConfig {
+            consecutive_failures: 3,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(25),
+            max_ejected_percent: percent,
+        });
+        (o, (0..nodes).map(|_| Record::default()).collect())
+    }
+
+    fn answer(o: &Outliers, records: &[Record], id: usize, failed: bool) -> Option<Duration> {
+        o.record(&records[id], failed, || records.iter())
     }
 
     #[test]
     fn a_streak_of_failures_ejects_and_a_success_resets_it() {
-        let o = tracker(4, 50);
-        assert_eq!(o.record(0, true), None);
-        assert_eq!(o.record(0, true), None);
-        assert_eq!(o.record(0, false), None, "a success ends the streak");
-        assert_eq!(o.record(0, true), None);
-        assert_eq!(o.record(0, true), None);
-        assert_eq!(o.record(0, true), Some(Duration::from_secs(10)));
-        assert!(o.is_ejected(0));
-        assert_eq!(o.record(0, true), None, "already out");
+        let (o, r) = tracker(4, 50);
+        assert_eq!(answer(&o, &r, 0, true), None);
+        assert_eq!(answer(&o, &r, 0, true), None);
+        assert_eq!(answer(&o, &r, 0, false), None, "a success ends the streak");
+        assert_eq!(answer(&o, &r, 0, true), None);
+        assert_eq!(answer(&o, &r, 0, true), None);
+        assert_eq!(answer(&o, &r, 0, true), Some(Duration::from_secs(10)));
+        assert!(o.is_ejected(&r[0]));
+        assert_eq!(answer(&o, &r, 0, true), None, "already out");
     }
 
     #[test]
     fn ejections_grow_up_to_the_maximum() {
-        let o = tracker(4, 100);
+        let (o, r) = tracker(4, 100);
         let mut lengths = Vec::new();
         for _ in 0..3 {
             for _ in 0..2 {
-                o.record(1, true);
+                answer(&o, &r, 1, true);
             }
-            let length = o.record(1, true).expect("ejected");
+            let length = answer(&o, &r, 1, true).expect("ejected");
             lengths.push(length.as_secs());
             // End the ejection early, as if its time had passed.
-            o.records[1].ejected_until.store(0, Ordering::Release);
+            r[1].ejected_until.store(0, Ordering::Release);
         }
         assert_eq!(lengths, [10, 20, 25]);
     }
 
     #[test]
     fn never_more_than_the_share() {
-        let o = tracker(3, 50); // 3 × 50 % → at most 1
-        let eject = |id| (0..3).filter_map(|_| o.record(id, true)).count();
+        let (o, r) = tracker(3, 50); // 3 × 50 % → at most 1
+        let eject = |id| (0..3).filter_map(|_| answer(&o, &r, id, true)).count();
         assert_eq!(eject(0), 1);
         assert_eq!(eject(1), 0, "the cap is reached");
         assert_eq!(eject(2), 0);
-        assert!(!o.is_ejected(1) && !o.is_ejected(2));
+        assert!(!o.is_ejected(&r[1]) && !o.is_ejected(&r[2]));
     }
 }

@@ -28,6 +28,20 @@ pub struct HealthgateProxy {
 }
 
 impl HealthgateProxy {
+    /// A node from the current table that this request has not tried yet, counted and
+    /// remembered in `ctx`.
+    fn pick(&self, ctx: &mut RequestCtx) -> Option<Box<HttpPeer>> {
+        let table = self.cluster.table();
+        let backend = table.pick(&ctx.tried)?;
+        if !ctx.tried.is_empty() {
+            self.cluster.metrics().retries_total.inc();
+        } else if table.is_fallback() {
+            self.cluster.metrics().fallback_requests_total.inc();
+        }
+        ctx.tried.push(backend.id);
+        ctx.attempt = Some(InFlight::new(backend.clone()));
+        Some(Box::new(backend.peer.clone()))
+    }
     /// A proxy over `cluster` with the retries, access log and limits of `config`.
     pub fn new(cluster: Arc<Cluster>, config: &Config) -> HealthgateProxy {
         HealthgateProxy {
@@ -154,23 +168,23 @@ impl ProxyHttp for HealthgateProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let table = self.cluster.table();
-        let Some(backend) = table.pick(&ctx.tried) else {
-            ctx.no_ready_node = true;
-            self.cluster.metrics().no_ready_backend_total.inc();
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "no ready node left to try",
-            ));
-        };
-        if !ctx.tried.is_empty() {
-            self.cluster.metrics().retries_total.inc();
-        } else if table.is_fallback() {
-            self.cluster.metrics().fallback_requests_total.inc();
+        if let Some(peer) = self.pick(ctx) {
+            return Ok(peer);
         }
-        ctx.tried.push(backend.id);
-        ctx.attempt = Some(InFlight::new(backend.clone()));
-        Ok(Box::new(backend.peer.clone()))
+        // Just started, or just took the listeners over (`--upgrade`): rather than answer
+        // 503 before any node had its first probe, wait for the first verdicts.
+        if ctx.tried.is_empty() && self.cluster.awaiting_first_verdicts() {
+            self.cluster.first_verdicts().await;
+            if let Some(peer) = self.pick(ctx) {
+                return Ok(peer);
+            }
+        }
+        ctx.no_ready_node = true;
+        self.cluster.metrics().no_ready_backend_total.inc();
+        Err(Error::explain(
+            ErrorType::HTTPStatus(503),
+            "no ready node left to try",
+        ))
     }
 
     async fn upstream_request_filter(

@@ -4,14 +4,15 @@
 use crate::admin::{AdminApp, Metrics};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
-use crate::health::poller::{self, ProbeSettings};
+use crate::health::service::HealthService;
 use crate::proxy::HealthgateProxy;
-use async_trait::async_trait;
+use pingora::server::Server;
+use pingora::server::configuration::Opt;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
-use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Seconds the runtimes get to stop after the grace period (open connections are cut then).
@@ -49,9 +50,21 @@ pub struct Healthgate {
     pub cluster: Arc<Cluster>,
 }
 
-/// Build every service for `config`. Nothing listens until the server runs.
-pub fn build(config: &Config) -> Result<Healthgate, StartError> {
-    check_listeners(config)?;
+/// How the process was started, beyond its configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// The configuration file, read again on SIGHUP (`None`: nothing to reload).
+    pub config_path: Option<PathBuf>,
+    /// Take the listeners over from the running process (`--upgrade`) instead of binding.
+    pub upgrade: bool,
+}
+
+/// Build every service for `config`. Nothing listens until the server runs; with
+/// `launch.upgrade` the listeners come from the running process when it gets SIGQUIT.
+pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError> {
+    if !launch.upgrade {
+        check_listeners(config)?;
+    }
     let cluster = Arc::new(Cluster::new(config, Metrics::new()?)?);
 
     let conf = ServerConf {
@@ -70,9 +83,14 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
         // runtimes. It takes whole seconds: round up, never below what was asked for.
         grace_period_seconds: Some(config.shutdown.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
+        upgrade_sock: config.upgrade_socket.clone(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: launch.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     let server_conf = server.configuration.clone();
 
@@ -94,13 +112,7 @@ pub fn build(config: &Config) -> Result<Healthgate, StartError> {
 
     let health = background_service(
         "healthgate health",
-        HealthService {
-            cluster: cluster.clone(),
-            settings: ProbeSettings {
-                readiness: config.readiness.clone(),
-                liveness: config.liveness.clone(),
-            },
-        },
+        HealthService::new(cluster.clone(), config, launch.config_path.clone()),
     );
 
     server.add_service(proxy);
@@ -121,23 +133,4 @@ fn check_listeners(config: &Config) -> Result<(), StartError> {
         TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, what, source })?;
     }
     Ok(())
-}
-
-/// Runs one polling task per node until shutdown.
-struct HealthService {
-    cluster: Arc<Cluster>,
-    settings: ProbeSettings,
-}
-
-#[async_trait]
-impl BackgroundService for HealthService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let tasks = poller::spawn_all(&self.cluster, &self.settings, &shutdown);
-        log::info!("health checking {} node(s)", tasks.len());
-        // Returns when shutdown starts (true) or the server is gone (error).
-        let _ = shutdown.wait_for(|stopping| *stopping).await;
-        for task in tasks {
-            task.abort();
-        }
-    }
 }

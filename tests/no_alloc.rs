@@ -19,7 +19,7 @@ fn picking_a_node_does_not_allocate() {
         ] {
             let router = Router::new(algorithm);
             let all = nodes.clone();
-            router.publish(|| Members::ready(all), |_, _| {});
+            router.publish(false, || Members::ready(all), |_, _| {});
             let mut tried = Tried::default();
             tried.push(0);
             tried.push(1);

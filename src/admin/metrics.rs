@@ -5,7 +5,9 @@
 use super::histogram::DURATION_BUCKETS;
 use super::node_series::{NodeMetrics, NodeSeries};
 use prometheus::process_collector::ProcessCollector;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use std::sync::Arc;
 
 /// The metrics registry and its typed handles.
@@ -29,6 +31,8 @@ pub struct Metrics {
     pub no_ready_backend_total: IntCounter,
     /// `healthgate_request_duration_seconds`: client request time through the proxy.
     pub request_duration_seconds: Histogram,
+    /// `healthgate_config_reloads_total{result}`: reloads by result (`success|failure`).
+    pub config_reloads_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -68,7 +72,18 @@ impl Metrics {
                 )
                 .buckets(DURATION_BUCKETS.to_vec()),
             )?,
+            config_reloads_total: IntCounterVec::new(
+                Opts::new(
+                    "healthgate_config_reloads_total",
+                    "Configuration reloads (SIGHUP) by result: success, or failure (the old configuration stays)",
+                ),
+                &["result"],
+            )?,
         };
+        // Both results exist from the start, so a rate() or an alert sees a zero.
+        for result in ["success", "failure"] {
+            metrics.config_reloads_total.with_label_values(&[result]);
+        }
         for c in [
             Box::new(ProcessCollector::for_self()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.ready_backends.clone()),
@@ -78,6 +93,7 @@ impl Metrics {
             Box::new(metrics.retries_total.clone()),
             Box::new(metrics.no_ready_backend_total.clone()),
             Box::new(metrics.request_duration_seconds.clone()),
+            Box::new(metrics.config_reloads_total.clone()),
         ] {
             metrics.registry.register(c)?;
         }
@@ -88,6 +104,12 @@ impl Metrics {
     /// start) in `starting`. The proxy and the prober count through the returned handle.
     pub fn register_node(&self, node: &str) -> Arc<NodeSeries> {
         self.nodes.add(node)
+    }
+
+    /// After a reload: export exactly these nodes' series, in this order (a removed node's
+    /// series disappear; a kept node's keep counting).
+    pub fn set_nodes(&self, series: Vec<Arc<NodeSeries>>) {
+        self.nodes.set(series);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -217,6 +217,11 @@ impl NodeMetrics {
         series
     }
 
+    /// Replace the exported series with `series`.
+    pub fn set(&self, series: Vec<Arc<NodeSeries>>) {
+        *self.nodes.write().unwrap_or_else(PoisonError::into_inner) = series;
+    }
+
     /// Bytes the next [`NodeMetrics::render`] will probably need.
     pub fn expected_len(&self) -> usize {
         let last = self.last_len.load(Ordering::Relaxed);

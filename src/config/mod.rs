@@ -44,6 +44,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Ejecting nodes that fail live traffic (off unless the section is present).
     pub outlier_detection: Option<OutlierConfig>,
+    /// Unix socket through which `--upgrade` takes the listeners over from the running
+    /// process.
+    pub upgrade_socket: String,
 }
 
 /// Outlier detection on live traffic.
@@ -242,6 +245,9 @@ pub mod defaults {
     pub const OFFSET: i64 = 10;
     /// Retries after a connect failure.
     pub const RETRIES: usize = 2;
+
+    /// Where `--upgrade` meets the running process (Pingora's default is its own name).
+    pub const UPGRADE_SOCKET: &str = "/tmp/healthgate-upgrade.sock";
 
     /// `0.0.0.0:8280`.
     pub fn listen() -> Vec<SocketAddr> {

@@ -30,6 +30,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     pub outlier_detection: Option<RawOutlier>,
+    pub upgrade_socket: Option<Spanned<String>>,
 }
 
 /// The `outlier_detection` section.

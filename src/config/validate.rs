@@ -53,6 +53,10 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         Some(t) => in_range(t, "threads", 1, MAX_THREADS)?,
         None => defaults::threads(),
     };
+    let upgrade_socket = match &raw.upgrade_socket {
+        Some(path) => unix_socket_path(path, "upgrade_socket")?,
+        None => defaults::UPGRADE_SOCKET.to_string(),
+    };
     let nodes = nodes(&raw.nodes)?;
     let readiness = readiness(&raw.readiness)?;
     let liveness = liveness(&raw.liveness)?;
@@ -73,6 +77,7 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         listen,
         admin,
         admin_token,
+        upgrade_socket,
         threads,
         nodes,
         readiness,
@@ -161,6 +166,21 @@ fn socket_addr(text: &Spanned<String>, path: &str) -> Rule<SocketAddr> {
             ),
         ),
     }
+}
+
+/// Longest Unix socket path the kernel accepts (`sun_path` less its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn unix_socket_path(text: &Spanned<String>, path: &str) -> Rule<String> {
+    let value = text.value.trim();
+    if value.is_empty() || value.len() > MAX_SOCKET_PATH {
+        return fail(
+            text,
+            path,
+            format!("a Unix socket path must be 1–{MAX_SOCKET_PATH} bytes long"),
+        );
+    }
+    Ok(value.to_string())
 }
 
 fn listen_addresses(listen: Option<&Spanned<OneOrMany>>) -> Rule<Vec<SocketAddr>> {

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod poller;
 pub mod probe;
+pub mod service;
 mod state;
 
 pub use poller::ProbeSettings;

@@ -3,7 +3,7 @@
 
 use super::{NodeState, probe};
 use crate::cluster::Cluster;
-use crate::config::{LivenessConfig, ReadinessConfig};
+use crate::config::{Config, LivenessConfig, ReadinessConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -25,24 +25,28 @@ pub struct ProbeSettings {
     pub liveness: LivenessConfig,
 }
 
-/// Start one polling task per node on the current runtime; they stop when `shutdown` turns
-/// true or its sender is dropped.
-pub fn spawn_all(
+impl ProbeSettings {
+    /// The probe settings of `config`.
+    pub fn of(config: &Config) -> ProbeSettings {
+        ProbeSettings {
+            readiness: config.readiness.clone(),
+            liveness: config.liveness.clone(),
+        }
+    }
+}
+
+/// Start a polling task on the current runtime for each node in `ids`; each stops when
+/// `shutdown` turns true or its sender is dropped, or when a reload removed its node.
+pub fn spawn(
     cluster: &Arc<Cluster>,
-    settings: &ProbeSettings,
+    ids: &[usize],
     shutdown: &watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let nodes = cluster.backends().len();
-    let spread = START_SPREAD_PER_NODE.saturating_mul(nodes as u32);
-    (0..nodes)
-        .map(|id| {
-            tokio::spawn(poll_node(
-                cluster.clone(),
-                id,
-                settings.clone(),
-                spread,
-                shutdown.clone(),
-            ))
+) -> Vec<(usize, tokio::task::JoinHandle<()>)> {
+    let spread = START_SPREAD_PER_NODE.saturating_mul(ids.len() as u32);
+    ids.iter()
+        .map(|&id| {
+            let task = poll_node(cluster.clone(), id, spread, shutdown.clone());
+            (id, tokio::spawn(task))
         })
         .collect()
 }
@@ -62,16 +66,18 @@ fn first_at(now: Instant, initial_delay: Duration, period: Duration, spread: Dur
 async fn poll_node(
     cluster: Arc<Cluster>,
     id: usize,
-    settings: ProbeSettings,
     spread: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let now = Instant::now();
-    let r = &settings.readiness;
-    let l = &settings.liveness;
+    let settings = cluster.probe_settings();
+    let (r, l) = (&settings.readiness, &settings.liveness);
     let mut next_readiness = first_at(now, r.initial_delay, r.period, spread);
     let mut next_liveness = first_at(now, l.initial_delay, l.period, spread);
-    loop {
+    while cluster.backend(id).is_some() {
+        // A reload may have changed the settings: each round uses the latest.
+        let settings = cluster.probe_settings();
+        let (r, l) = (&settings.readiness, &settings.liveness);
         tokio::select! {
             _ = shutdown.changed() => {
                 if shutdown.has_changed().is_err() || *shutdown.borrow() {
@@ -97,7 +103,9 @@ async fn poll_node(
 /// `/healthz`, and, while the node is out of the table, a connect to its traffic port:
 /// readmission needs both.
 async fn readiness_round(cluster: &Cluster, id: usize, r: &ReadinessConfig) {
-    let backend = &cluster.backends()[id];
+    let Some(backend) = cluster.backend(id) else {
+        return;
+    };
     let traffic = if cluster.needs_traffic_check(id) {
         Some(probe::tcp(backend.traffic_addr, r.timeout).await)
     } else {
@@ -111,9 +119,11 @@ async fn readiness_round(cluster: &Cluster, id: usize, r: &ReadinessConfig) {
 /// `/liveness` keeps answering during a shutdown, so without the connect a dead node would
 /// bounce to `not_ready` and back every round.
 async fn liveness_round(cluster: &Cluster, id: usize, l: &LivenessConfig) {
-    let backend = &cluster.backends()[id];
+    let Some(backend) = cluster.backend(id) else {
+        return;
+    };
     let liveness = probe::liveness(backend.health_addr, &backend.host, &l.path, l.timeout).await;
-    let traffic = if l.tcp || cluster.state(id) == NodeState::Dead {
+    let traffic = if l.tcp || cluster.state(id) == Some(NodeState::Dead) {
         Some(probe::tcp(backend.traffic_addr, l.timeout).await)
     } else {
         None

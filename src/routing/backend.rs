@@ -5,7 +5,7 @@ use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long the proxy waits for a TCP connection to a node before trying another, unless
@@ -17,7 +17,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// One MI node: identity, addresses, the prebuilt peer, and live load.
 #[derive(Debug)]
 pub struct Backend {
-    /// Index in the configuration's node list; stable for the life of the process.
+    /// Unique for the life of the process: a node added by a reload gets a new id, and a
+    /// removed node's id is never reused (so late evidence cannot reach the wrong node).
     pub id: usize,
     /// Unique name from the configuration.
     pub name: String,
@@ -27,8 +28,8 @@ pub struct Backend {
     pub traffic_addr: SocketAddr,
     /// Resolved health address (internal API port).
     pub health_addr: SocketAddr,
-    /// Weight under the `weighted` algorithm.
-    pub weight: u32,
+    /// Weight under the `weighted` algorithm (a reload may change it).
+    weight: AtomicU32,
     /// The upstream peer, built once; the proxy clones it per request.
     pub peer: HttpPeer,
     /// Requests currently being proxied to this node (for `least_connections`).
@@ -59,12 +60,22 @@ impl Backend {
             host,
             traffic_addr,
             health_addr,
-            weight,
+            weight: AtomicU32::new(weight),
             peer,
             in_flight: AtomicUsize::new(0),
             ramp_start: AtomicU64::new(0),
             series,
         }
+    }
+
+    /// Weight under the `weighted` algorithm.
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Change the weight; the next routing table uses it.
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
     }
 
     /// Requests in flight to this node right now.

@@ -117,10 +117,16 @@ impl RoutingTable {
 #[derive(Debug)]
 pub struct Router {
     current: ArcSwap<RoutingTable>,
+    /// How tables are built. Held while a table is built, so rebuilds are serialised and
+    /// generations are published in order.
+    policy: Mutex<Policy>,
+}
+
+/// The settings a table is built with (a reload may change them).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Policy {
     algorithm: Algorithm,
     slow_start: Option<Duration>,
-    /// Serialises rebuilds so generations are published in order.
-    publish_lock: Mutex<()>,
 }
 
 impl Router {
@@ -128,16 +134,36 @@ impl Router {
     pub fn new(algorithm: Algorithm) -> Router {
         Router {
             current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Members::default())),
-            algorithm,
-            slow_start: None,
-            publish_lock: Mutex::new(()),
+            policy: Mutex::new(Policy {
+                algorithm,
+                slow_start: None,
+            }),
         }
     }
 
     /// Ramp readmitted nodes up over `slow_start` (`None`: off).
-    pub fn with_slow_start(mut self, slow_start: Option<Duration>) -> Router {
-        self.slow_start = slow_start;
+    pub fn with_slow_start(self, slow_start: Option<Duration>) -> Router {
+        self.lock_policy().slow_start = slow_start;
         self
+    }
+
+    /// Build later tables with `algorithm` and `slow_start`; true if that is a change (the
+    /// caller then publishes with `force`).
+    pub fn set_policy(&self, algorithm: Algorithm, slow_start: Option<Duration>) -> bool {
+        let mut policy = self.lock_policy();
+        let new = Policy {
+            algorithm,
+            slow_start,
+        };
+        let changed = *policy != new;
+        *policy = new;
+        changed
+    }
+
+    fn lock_policy(&self) -> std::sync::MutexGuard<'_, Policy> {
+        self.policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The current table: one lock-free load.
@@ -151,31 +177,32 @@ impl Router {
     }
 
     /// Build a table from `members()` and publish it with the next generation, then let
-    /// `published` see the previous and the new table. Both run under the publish lock, so
+    /// `published` see the previous and the new table. Both run under the policy lock, so
     /// the last publisher always sees the latest states and observers see generations in
-    /// order. When the members are the ones already published (two flips raced and the
-    /// first rebuild saw both), nothing is published: the generation counts membership
-    /// changes only.
+    /// order. Unless `force` (the policy or a weight changed), nothing is published when
+    /// the members are the ones already published (two flips raced and the first rebuild
+    /// saw both): the generation counts changes only.
     pub fn publish(
         &self,
+        force: bool,
         members: impl FnOnce() -> Members,
         published: impl FnOnce(&RoutingTable, &RoutingTable),
     ) {
-        let _serial = self
-            .publish_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let policy = self.lock_policy();
         let current = self.current.load_full();
         let members = members();
         let same_ids = |a: &[Arc<Backend>], b: &[Arc<Backend>]| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id)
         };
-        if current.fallback == members.fallback && same_ids(&current.nodes, &members.nodes) {
+        if !force
+            && current.fallback == members.fallback
+            && same_ids(&current.nodes, &members.nodes)
+        {
             return;
         }
         let generation = current.generation + 1;
-        let mut table = RoutingTable::new(generation, self.algorithm, members);
-        table.slow_start = self.slow_start;
+        let mut table = RoutingTable::new(generation, policy.algorithm, members);
+        table.slow_start = policy.slow_start;
         let table = Arc::new(table);
         self.current.store(table.clone());
         published(&current, &table);
@@ -192,7 +219,7 @@ mod tests {
         let router = Router::new(Algorithm::RoundRobin);
         let publish = |ids: &[usize]| {
             let ready = ids.iter().map(|&i| nodes[i].clone()).collect();
-            router.publish(|| Members::ready(ready), |_, _| {});
+            router.publish(false, || Members::ready(ready), |_, _| {});
             router.load().generation()
         };
         assert_eq!(publish(&[]), 0, "the empty table is already published");
@@ -205,7 +232,7 @@ mod tests {
             nodes: vec![nodes[0].clone(), nodes[1].clone(), nodes[2].clone()],
             fallback: true,
         };
-        router.publish(|| alive, |_, _| {});
+        router.publish(false, || alive, |_, _| {});
         let table = router.load();
         assert_eq!(
             table.generation(),

@@ -52,7 +52,7 @@ impl Selector {
                 let cumulative: Box<[usize]> = nodes
                     .iter()
                     .scan(0usize, |sum, b| {
-                        *sum += b.weight.max(1) as usize;
+                        *sum += b.weight().max(1) as usize;
                         Some(*sum)
                     })
                     .collect();

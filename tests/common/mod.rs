@@ -268,12 +268,39 @@ impl Proxy {
 
     /// Send SIGTERM, as a service manager stopping healthgate would.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Send the signal `name` (e.g. `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// The configuration file the process reads.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("healthgate.yaml")
+    }
+
+    /// Write `config` (on this proxy's listeners) over the file and send SIGHUP.
+    pub fn reload(&self, config: &ProxyConfig) {
+        std::fs::write(self.config_path(), config.yaml(self.listen, self.admin))
+            .expect("rewrite config");
+        self.signal("HUP");
+    }
+
+    /// `healthgate_config_reloads_total{result}` now.
+    pub async fn reloads(&self, result: &str) -> u64 {
+        let text = self.metrics().await;
+        let line = format!("healthgate_config_reloads_total{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Wait (polling, with a deadline) for the process to exit; its exit status, or `None`

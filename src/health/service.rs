@@ -1,0 +1,122 @@
+//! The health background service: one poller per node, and configuration reloads on SIGHUP
+//! (they change the node set, so they live where the pollers are started and stopped).
+
+use super::poller;
+use crate::cluster::{Cluster, restart_only_changes};
+use crate::config::Config;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Runs the pollers until shutdown and applies reloads.
+pub struct HealthService {
+    cluster: Arc<Cluster>,
+    /// The file to read again on SIGHUP (`None`: the built-in demo config, no reloads).
+    path: Option<PathBuf>,
+    /// The configuration the process started with: keys a reload cannot apply are
+    /// compared against it.
+    started_with: Config,
+}
+
+impl HealthService {
+    /// A service for `cluster`, started from `config` read from `path`.
+    pub fn new(cluster: Arc<Cluster>, config: &Config, path: Option<PathBuf>) -> HealthService {
+        HealthService {
+            cluster,
+            path,
+            started_with: config.clone(),
+        }
+    }
+
+    /// Read, validate and apply the file again; on any error the running configuration
+    /// stays. Returns the pollers to start and stop.
+    fn reload(&self) -> Result<(Vec<usize>, Vec<usize>), String> {
+        let Some(path) = &self.path else {
+            return Err("no configuration file to reload (demo)".into());
+        };
+        let config = Config::load(path).map_err(|e| e.to_string())?;
+        let summary = self.cluster.reload(&config).map_err(|e| e.to_string())?;
+        log::info!(
+            "{}: reloaded: {}; {}",
+            path.display(),
+            summary.describe(),
+            config.summary()
+        );
+        let pending = restart_only_changes(&self.started_with, &config);
+        if !pending.is_empty() {
+            log::warn!(
+                "{}: changed {} take(s) effect only at the next start or --upgrade",
+                path.display(),
+                pending.join(", ")
+            );
+        }
+        Ok((summary.added, summary.removed))
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HealthService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Installed first thing: until it is, SIGHUP's default action ends the process.
+        let mut hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!("cannot handle SIGHUP, reloads are off: {e}");
+                    None
+                }
+            };
+        let ids = self.cluster.node_ids();
+        let for_pollers = shutdown.clone();
+        let mut pollers: HashMap<usize, JoinHandle<()>> =
+            poller::spawn(&self.cluster, &ids, &for_pollers)
+                .into_iter()
+                .collect();
+        log::info!("health checking {} node(s)", pollers.len());
+        loop {
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // Ends when shutdown starts (true) or the server is gone (error).
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+                _ = hangup => match self.reload() {
+                    Ok((added, removed)) => {
+                        for id in removed {
+                            if let Some(task) = pollers.remove(&id) {
+                                task.abort();
+                            }
+                        }
+                        pollers.extend(poller::spawn(&self.cluster, &added, &for_pollers));
+                        self.count(true);
+                    }
+                    Err(e) => {
+                        log::error!("reload failed, the running configuration stays: {e}");
+                        self.count(false);
+                    }
+                },
+            }
+        }
+        for task in pollers.into_values() {
+            task.abort();
+        }
+    }
+}
+
+impl HealthService {
+    fn count(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.cluster
+            .metrics()
+            .config_reloads_total
+            .with_label_values(&[result])
+            .inc();
+    }
+}

@@ -4,17 +4,17 @@
 
 mod member;
 mod reload;
+mod report;
 
 use crate::admin::{Metrics, Probe};
 use crate::config::{Config, NodeConfig, NoneReadyPolicy, TimeoutsConfig};
-use crate::health::{
-    Flip, NodeState, Observation, ProbeOutcome, ProbeResult, ProbeSettings, Thresholds,
-};
+use crate::health::{Flip, NodeState, Observation, ProbeOutcome, ProbeSettings, Thresholds};
 use crate::outlier::Outliers;
 use crate::routing::{Backend, Members, Router, RoutingTable};
 use arc_swap::ArcSwap;
 use member::{Member, MemberSet};
 pub use reload::{ReloadSummary, restart_only_changes};
+pub use report::{LastProbe, NodeReport};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,60 +38,6 @@ pub enum ClusterError {
     /// The metrics registry rejected a metric (a bug, not an input problem).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-}
-
-/// The latest result of one kind of probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LastProbe {
-    /// How it ended.
-    pub result: ProbeResult,
-    /// How long it took.
-    pub elapsed: Duration,
-    /// When it ended.
-    pub at: SystemTime,
-}
-
-impl LastProbe {
-    fn of(outcome: &ProbeOutcome) -> LastProbe {
-        LastProbe {
-            result: outcome.result,
-            elapsed: outcome.elapsed,
-            at: SystemTime::now(),
-        }
-    }
-}
-
-/// What is known about one node, for `/status` and the status page.
-#[derive(Clone, Debug)]
-pub struct NodeReport {
-    /// Node name.
-    pub name: String,
-    /// Traffic address.
-    pub address: SocketAddr,
-    /// Health (internal API) address.
-    pub health_address: SocketAddr,
-    /// Current state.
-    pub state: NodeState,
-    /// When the node entered its current state.
-    pub since: SystemTime,
-    /// Faulty CApps from the last readiness answer.
-    pub faulty_capps: Vec<String>,
-    /// The most recent failure reason, if the last evidence was a failure.
-    pub last_error: Option<String>,
-    /// Weight under `weighted`.
-    pub weight: u32,
-    /// Requests in flight to the node.
-    pub in_flight: usize,
-    /// The latest readiness, liveness and TCP probe, indexed like [`Probe::ALL`].
-    pub last_probes: [Option<LastProbe>; 3],
-    /// Requests the node answered or failed, all status classes.
-    pub requests: u64,
-    /// Of those, 5xx answers and attempts that got no answer.
-    pub errors: u64,
-    /// Taken out of the routing table by the operator.
-    pub drained: bool,
-    /// How much longer outlier detection keeps the node out, if it does.
-    pub ejected_for: Option<Duration>,
 }
 
 /// The settings evidence is judged by (a reload may change them).
@@ -385,35 +331,6 @@ impl Cluster {
             log::info!("node={} ejection over", backend.name);
             cluster.rebuild_table(false);
         });
-    }
-
-    /// A report of every node, in configuration order.
-    pub fn reports(&self) -> Vec<NodeReport> {
-        let members = self.members.load();
-        members
-            .list
-            .iter()
-            .map(|m| {
-                let b = &m.backend;
-                let h = m.lock();
-                NodeReport {
-                    name: b.name.clone(),
-                    address: b.traffic_addr,
-                    health_address: b.health_addr,
-                    state: h.machine.state(),
-                    since: h.since,
-                    faulty_capps: h.faulty_capps.clone(),
-                    last_error: h.last_error.clone(),
-                    weight: b.weight(),
-                    in_flight: b.in_flight(),
-                    last_probes: h.last_probes,
-                    requests: b.series.requests_total(),
-                    errors: b.series.errors_total(),
-                    drained: m.is_drained(),
-                    ejected_for: self.outliers.as_ref().and_then(|o| o.remaining(&m.outlier)),
-                }
-            })
-            .collect()
     }
 
     /// Record a probe round's evidence and outcomes, all under the node's lock, and

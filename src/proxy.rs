@@ -13,6 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The body of the 503 sent when no node is ready.
@@ -25,6 +26,10 @@ pub struct HealthgateProxy {
     access_log: bool,
     limits: LimitsConfig,
     client_body_timeout: Duration,
+    /// Set once this process is handing over (`--upgrade`) or stopping: every answer then
+    /// says `Connection: close`, so clients move to fresh connections while this process
+    /// still serves, instead of meeting an idle connection closed under them.
+    draining: Arc<AtomicBool>,
 }
 
 impl HealthgateProxy {
@@ -50,7 +55,13 @@ impl HealthgateProxy {
             access_log: config.log.access_log,
             limits: config.limits,
             client_body_timeout: config.timeouts.client_body,
+            draining: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The flag that makes every answer close its connection (see `draining`).
+    pub fn draining_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
     }
 
     /// The status a request gets for its size, before anything is sent upstream: 431 for
@@ -214,12 +225,15 @@ impl ProxyHttp for HealthgateProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if !upstream_response.status.is_informational() {
             ctx.upstream_status = Some(upstream_response.status.as_u16());
+        }
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
         }
         Ok(())
     }

@@ -6,14 +6,15 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::health::service::HealthService;
 use crate::proxy::HealthgateProxy;
-use pingora::server::Server;
 use pingora::server::configuration::Opt;
 use pingora::server::configuration::ServerConf;
+use pingora::server::{ExecutionPhase, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Seconds the runtimes get to stop after the grace period (open connections are cut then).
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
@@ -94,11 +95,10 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     server.bootstrap();
     let server_conf = server.configuration.clone();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server_conf,
-        HealthgateProxy::new(cluster.clone(), config),
-        "healthgate proxy",
-    );
+    let app = HealthgateProxy::new(cluster.clone(), config);
+    drain_on_handover(&server, app.draining_flag());
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server_conf, app, "healthgate proxy");
     for addr in &config.listen {
         proxy.add_tcp(&addr.to_string());
     }
@@ -119,6 +119,32 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     server.add_service(admin);
     server.add_service(health);
     Ok(Healthgate { server, cluster })
+}
+
+/// Set `draining` as soon as the server starts handing its listeners over (SIGQUIT) or
+/// stopping (SIGTERM): Pingora keeps serving for a while, and answers that close their
+/// connection move clients over before it closes the idle ones.
+fn drain_on_handover(server: &Server, draining: Arc<AtomicBool>) {
+    let mut phases = server.watch_execution_phase();
+    let watcher = std::thread::Builder::new()
+        .name("healthgate-phases".into())
+        .spawn(move || {
+            while let Ok(phase) = phases.blocking_recv() {
+                if matches!(
+                    phase,
+                    ExecutionPhase::GracefulUpgradeTransferringFds
+                        | ExecutionPhase::GracefulTerminate
+                        | ExecutionPhase::ShutdownStarted
+                ) {
+                    log::info!("draining client connections ({phase:?})");
+                    draining.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        });
+    if let Err(e) = watcher {
+        log::warn!("cannot watch for shutdown; client connections will not be drained: {e}");
+    }
 }
 
 /// Bind each listener once, so a taken or invalid address is a clear start-up error

@@ -40,7 +40,7 @@ async fn chunked(
 async fn oversized_requests_get_413_and_431_and_never_reach_a_node() {
     let nodes = start_nodes(1);
     let mut config = ProxyConfig::new(&nodes);
-    config.extra_yaml = "limits:\n  max_request_header: 2KiB\n  max_request_body: 1KiB\n";
+    config.extra_yaml = "limits:\n  max_request_header: 2KiB\n  max_request_body: 1KiB\n".into();
     let proxy = config.start().await;
     proxy.wait_ready(1).await;
     let post = |body: Vec<u8>| proxy.client.post(proxy.url("/orders")).body(body).send();

@@ -31,7 +31,7 @@ async fn statuses(proxy: &Proxy, n: usize) -> Vec<(u16, Option<String>)> {
 async fn failing_node_is_ejected_for_growing_times_within_the_cap() {
     let nodes = start_nodes(3);
     let mut config = ProxyConfig::new(&nodes);
-    config.extra_yaml = "outlier_detection:\n  consecutive_failures: 3\n  base_ejection: 1s\n  max_ejection: 10s\n  max_ejected_percent: 50\n";
+    config.extra_yaml = "outlier_detection:\n  consecutive_failures: 3\n  base_ejection: 1s\n  max_ejection: 10s\n  max_ejected_percent: 50\n".into();
     let proxy = config.start().await;
     proxy.wait_ready(3).await;
 

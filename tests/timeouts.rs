@@ -52,7 +52,7 @@ async fn a_slow_node_times_out_reads() {
 async fn a_stalled_request_body_gets_408() {
     let nodes = start_nodes(1);
     let mut config = ProxyConfig::new(&nodes);
-    config.extra_yaml = "timeouts:\n  client_body: 500ms\n";
+    config.extra_yaml = "timeouts:\n  client_body: 500ms\n".into();
     let proxy = config.start().await;
     proxy.wait_ready(1).await;
     let listen = proxy.listen;

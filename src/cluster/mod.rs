@@ -17,7 +17,7 @@ pub use reload::{ReloadSummary, restart_only_changes};
 pub use report::{LastProbe, NodeReport};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Why the cluster could not be built.
@@ -74,8 +74,9 @@ pub struct Cluster {
     metrics: Metrics,
     /// One reload at a time.
     reloading: Mutex<()>,
-    /// When the cluster was built, and how long its nodes' first verdicts may take.
-    started: Instant,
+    /// When probing started (the health service sets it), and how long the nodes' first
+    /// verdicts may take from then.
+    probing_since: OnceLock<Instant>,
     warm_up: Duration,
 }
 
@@ -93,7 +94,7 @@ impl Cluster {
             outliers: config.outlier_detection.map(Outliers::new),
             metrics,
             reloading: Mutex::new(()),
-            started: Instant::now(),
+            probing_since: OnceLock::new(),
             warm_up: warm_up(config),
         };
         let mut list = Vec::with_capacity(config.nodes.len());
@@ -142,9 +143,17 @@ impl Cluster {
         self.probes.load_full()
     }
 
-    /// Whether the cluster is young and some node has had no verdict yet.
+    /// Probing has started: the first verdicts are due within the warm-up time. (Not at
+    /// build time: with `--upgrade` the process waits for its listeners before it probes.)
+    pub fn probing_started(&self) {
+        let _ = self.probing_since.set(Instant::now());
+    }
+
+    /// Whether probing started recently (or not yet) and some node has had no verdict.
     pub fn awaiting_first_verdicts(&self) -> bool {
-        self.started.elapsed() < self.warm_up
+        self.probing_since
+            .get()
+            .is_none_or(|since| since.elapsed() < self.warm_up)
             && self
                 .members
                 .load()
@@ -481,11 +490,13 @@ struct Evidence<'a> {
 /// Longest a request waits at start-up for the first verdicts.
 const MAX_WARM_UP: Duration = Duration::from_secs(10);
 
-/// How long the first verdicts may take: the initial delay, enough readiness rounds to
-/// pass the threshold, and one timeout (capped at [`MAX_WARM_UP`]).
+/// How long the first verdicts may take: the initial delay, the start-up spread (at most a
+/// period), enough readiness rounds to pass the threshold, and one timeout (capped at
+/// [`MAX_WARM_UP`]).
 fn warm_up(config: &Config) -> Duration {
     let r = &config.readiness;
-    (r.initial_delay + r.period.saturating_mul(r.success_threshold) + r.timeout).min(MAX_WARM_UP)
+    let rounds = r.success_threshold.saturating_add(1);
+    (r.initial_delay + r.period.saturating_mul(rounds) + r.timeout).min(MAX_WARM_UP)
 }
 
 /// The traffic and health addresses of `node` (entry `index` of the node list).

@@ -70,6 +70,7 @@ impl BackgroundService for HealthService {
                     None
                 }
             };
+        self.cluster.probing_started();
         let ids = self.cluster.node_ids();
         let for_pollers = shutdown.clone();
         let mut pollers: HashMap<usize, JoinHandle<()>> =

@@ -74,7 +74,7 @@ pub struct ProxyConfig {
     pub slow_start: Option<&'static str>,
     pub read_timeout: Option<&'static str>,
     /// More top-level YAML, put before `nodes:`.
-    pub extra_yaml: &'static str,
+    pub extra_yaml: String,
 }
 
 impl ProxyConfig {
@@ -102,7 +102,7 @@ impl ProxyConfig {
             shutdown_grace: "1s",
             slow_start: None,
             read_timeout: None,
-            extra_yaml: "",
+            extra_yaml: String::new(),
         }
     }
 
@@ -286,6 +286,24 @@ impl Proxy {
         self.dir.path().join("healthgate.yaml")
     }
 
+    /// Start a second healthgate with `--upgrade` on the same file: it waits on the
+    /// configured `upgrade_socket` for this process's listeners (send this one SIGQUIT).
+    /// Its log goes to `healthgate-upgraded.log` beside the first one's.
+    pub fn start_upgrade(&self) -> Upgraded {
+        let log_path = self.dir.path().join("healthgate-upgraded.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_healthgate"))
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--upgrade")
+            .env("RUST_LOG", "warn,healthgate=debug,pingora_core=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn healthgate --upgrade");
+        Upgraded { child, log_path }
+    }
+
     /// Write `config` (on this proxy's listeners) over the file and send SIGHUP.
     pub fn reload(&self, config: &ProxyConfig) {
         std::fs::write(self.config_path(), config.yaml(self.listen, self.admin))
@@ -404,6 +422,29 @@ impl Drop for Proxy {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("---- healthgate log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A healthgate started with `--upgrade`; killed when dropped.
+pub struct Upgraded {
+    pub child: Child,
+    log_path: PathBuf,
+}
+
+impl Upgraded {
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- upgraded healthgate log ----\n{}", self.log());
         }
     }
 }

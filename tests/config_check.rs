@@ -106,6 +106,11 @@ const BAD: &[(&str, &str, &str)] = &[
         ":1:14: admin_token: an admin token must be at least 16 characters",
     ),
     (
+        "long-upgrade-socket",
+        "nodes: [{host: h}]\nupgrade_socket: \"/run/healthgate/a-very-long-directory-name-that-goes-on-and-on/and-on-and-on/and-on-and-on-and-on/upgrade.sock\"\n",
+        ":2:17: upgrade_socket: a Unix socket path must be 1–107 bytes long",
+    ),
+    (
         "bad-size",
         "limits:\n  max_request_body: 10XB\nnodes: [{host: h}]\n",
         "limits.max_request_body: invalid size \"10XB\"; write it like 65536, 64KiB or 10MiB",

@@ -26,6 +26,8 @@ pub struct HealthgateProxy {
     access_log: bool,
     limits: LimitsConfig,
     client_body_timeout: Duration,
+    /// `timeouts.total`, if set.
+    total_timeout: Option<Duration>,
     /// Set once this process is handing over (`--upgrade`) or stopping: every answer then
     /// says `Connection: close`, so clients move to fresh connections while this process
     /// still serves, instead of meeting an idle connection closed under them.
@@ -45,7 +47,21 @@ impl HealthgateProxy {
         }
         ctx.tried.push(backend.id);
         ctx.attempt = Some(InFlight::new(backend.clone()));
-        Some(Box::new(backend.peer.clone()))
+        let mut peer = Box::new(backend.peer.clone());
+        if let Some(total) = self.total_timeout {
+            // No wait of this attempt may outlast what is left of the request's budget.
+            let left = total.saturating_sub(ctx.started.elapsed());
+            let o = &mut peer.options;
+            o.read_timeout = o.read_timeout.map(|t| t.min(left));
+            o.connection_timeout = o.connection_timeout.map(|t| t.min(left));
+        }
+        Some(peer)
+    }
+
+    /// Whether the request has used up `timeouts.total`.
+    fn out_of_time(&self, ctx: &RequestCtx) -> bool {
+        self.total_timeout
+            .is_some_and(|total| ctx.started.elapsed() >= total)
     }
     /// A proxy over `cluster` with the retries, access log and limits of `config`.
     pub fn new(cluster: Arc<Cluster>, config: &Config) -> HealthgateProxy {
@@ -55,6 +71,7 @@ impl HealthgateProxy {
             access_log: config.log.access_log,
             limits: config.limits,
             client_body_timeout: config.timeouts.client_body,
+            total_timeout: config.timeouts.total,
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -179,6 +196,12 @@ impl ProxyHttp for HealthgateProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if self.out_of_time(ctx) {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(504),
+                "timeouts.total used up before another attempt",
+            ));
+        }
         if let Some(peer) = self.pick(ctx) {
             return Ok(peer);
         }
@@ -236,6 +259,23 @@ impl ProxyHttp for HealthgateProxy {
             session.set_keepalive(None);
         }
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        // An answer still streaming when the budget is used up is cut: the client sees a
+        // truncated body rather than a wait without end.
+        if self.out_of_time(ctx) {
+            let mut e = Error::explain(ErrorType::ReadTimedout, "timeouts.total used up");
+            e.as_up();
+            return Err(e);
+        }
+        Ok(None)
     }
 
     fn fail_to_connect(

@@ -1,4 +1,4 @@
-//! `timeouts.read`: a node that takes too long to answer costs the client a 504 (a POST),
+//! `timeouts.read` and `.total`: a node that takes too long to answer costs the client a 504 (a POST),
 //! or nothing at all (an idempotent request goes to another node).
 #![allow(clippy::unwrap_used)]
 
@@ -76,4 +76,34 @@ async fn a_stalled_request_body_gets_408() {
     assert_eq!(status.as_deref(), Some("408"));
     assert!(took < Duration::from_secs(5), "given up after {took:?}");
     assert_eq!(nodes[0].traffic_requests(), 0);
+}
+
+/// `timeouts.total` bounds a request across its attempts: with every node slower than the
+/// budget, a GET gets 504 once the budget is used up instead of waiting on node after node;
+/// a node within the budget answers normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_total_timeout_bounds_a_request_across_retries() {
+    let nodes = start_nodes(2);
+    let mut config = ProxyConfig::new(&nodes);
+    config.extra_yaml = "timeouts:\n  total: 1s\n".into();
+    let proxy = config.start().await;
+    proxy.wait_ready(2).await;
+    for node in &nodes {
+        node.set_response_delay(Duration::from_millis(300));
+    }
+    assert_eq!(order(&proxy, reqwest::Method::GET).await.0, 200);
+
+    for node in &nodes {
+        node.set_response_delay(Duration::from_secs(3));
+    }
+    let attempts_before = nodes[0].traffic_started() + nodes[1].traffic_started();
+    let started = Instant::now();
+    assert_eq!(order(&proxy, reqwest::Method::GET).await, (504, None));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "504 when the 1 s budget is used up, not after a 3 s answer or two: {took:?}"
+    );
+    let attempts = nodes[0].traffic_started() + nodes[1].traffic_started() - attempts_before;
+    assert_eq!(attempts, 1, "no retry once the budget is used up");
 }

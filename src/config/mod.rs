@@ -82,6 +82,9 @@ pub struct TimeoutsConfig {
     /// Between two reads of a client's request body; past it the client gets 408 (default
     /// 60 s, as NGINX's `client_body_timeout`).
     pub client_body: Duration,
+    /// From a request's arrival to the end of its answer, across every attempt; past it
+    /// the client gets 504 (default: none, as Envoy's route `timeout` when set).
+    pub total: Option<Duration>,
 }
 
 /// Graceful shutdown settings.

@@ -103,6 +103,7 @@ pub(super) struct RawTimeouts {
     pub connect: Option<Spanned<HumanDuration>>,
     pub read: Option<Spanned<HumanDuration>>,
     pub client_body: Option<Spanned<HumanDuration>>,
+    pub total: Option<Spanned<HumanDuration>>,
 }
 
 /// `listen` accepts a single address or a list.

@@ -125,6 +125,10 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 Duration::from_secs(60),
                 false,
             )?,
+            total: match &raw.timeouts.total {
+                Some(d) => Some(duration(Some(d), "timeouts.total", Duration::ZERO, false)?),
+                None => None,
+            },
         },
         shutdown: ShutdownConfig {
             grace_period: duration(

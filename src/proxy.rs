@@ -28,6 +28,8 @@ pub struct HealthgateProxy {
     client_body_timeout: Duration,
     /// `timeouts.total`, if set.
     total_timeout: Option<Duration>,
+    /// `timeouts.client_idle` in whole seconds (what Pingora takes), at least 1.
+    client_idle_secs: u64,
     /// Set once this process is handing over (`--upgrade`) or stopping: every answer then
     /// says `Connection: close`, so clients move to fresh connections while this process
     /// still serves, instead of meeting an idle connection closed under them.
@@ -72,6 +74,7 @@ impl HealthgateProxy {
             limits: config.limits,
             client_body_timeout: config.timeouts.client_body,
             total_timeout: config.timeouts.total,
+            client_idle_secs: config.timeouts.client_idle.as_secs_f64().ceil().max(1.0) as u64,
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -257,6 +260,9 @@ impl ProxyHttp for HealthgateProxy {
         }
         if self.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);
+        } else if session.get_keepalive().is_some() {
+            // Pingora keeps an HTTP/1.1 client connection open forever between requests.
+            session.set_keepalive(Some(self.client_idle_secs));
         }
         Ok(())
     }

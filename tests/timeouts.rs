@@ -107,3 +107,58 @@ async fn the_total_timeout_bounds_a_request_across_retries() {
     let attempts = nodes[0].traffic_started() + nodes[1].traffic_started() - attempts_before;
     assert_eq!(attempts, 1, "no retry once the budget is used up");
 }
+
+/// An idle keep-alive client connection is closed after `timeouts.client_idle`; one that
+/// keeps sending requests stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_connection_is_closed_after_client_idle() {
+    let nodes = start_nodes(1);
+    let mut config = ProxyConfig::new(&nodes);
+    config.extra_yaml = "timeouts:\n  client_idle: 1s\n".into();
+    let proxy = config.start().await;
+    proxy.wait_ready(1).await;
+    let listen = proxy.listen;
+    let (idle_for, reused) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(listen).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let exchange = |conn: &mut std::net::TcpStream| {
+            conn.write_all(b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The sim answers with a Content-Length body; read until the blank line and body.
+            while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "closed before the answer");
+                answer.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200")
+        };
+        // Requests 300 ms apart keep the connection in use.
+        let mut reused = 0;
+        for _ in 0..4 {
+            assert!(exchange(&mut conn));
+            reused += 1;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let idle_since = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue, // the rest of the last body
+                Err(e) => panic!("no close within 10 s: {e}"),
+            }
+        }
+        (idle_since.elapsed(), reused)
+    })
+    .await
+    .unwrap();
+    assert_eq!(reused, 4);
+    assert!(
+        idle_for >= Duration::from_millis(500) && idle_for < Duration::from_secs(5),
+        "closed after {idle_for:?} idle"
+    );
+}

@@ -85,6 +85,9 @@ pub struct TimeoutsConfig {
     /// From a request's arrival to the end of its answer, across every attempt; past it
     /// the client gets 504 (default: none, as Envoy's route `timeout` when set).
     pub total: Option<Duration>,
+    /// How long a client's keep-alive connection may sit idle between requests before it
+    /// is closed (default 60 s; HTTP/1.1 keeps it open forever otherwise).
+    pub client_idle: Duration,
 }
 
 /// Graceful shutdown settings.

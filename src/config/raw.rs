@@ -104,6 +104,7 @@ pub(super) struct RawTimeouts {
     pub read: Option<Spanned<HumanDuration>>,
     pub client_body: Option<Spanned<HumanDuration>>,
     pub total: Option<Spanned<HumanDuration>>,
+    pub client_idle: Option<Spanned<HumanDuration>>,
 }
 
 /// `listen` accepts a single address or a list.

@@ -125,6 +125,12 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 Duration::from_secs(60),
                 false,
             )?,
+            client_idle: duration(
+                raw.timeouts.client_idle.as_ref(),
+                "timeouts.client_idle",
+                Duration::from_secs(60),
+                false,
+            )?,
             total: match &raw.timeouts.total {
                 Some(d) => Some(duration(Some(d), "timeouts.total", Duration::ZERO, false)?),
                 None => None,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -31,31 +31,38 @@ impl HealthService {
             started_with: config.clone(),
         }
     }
+}
 
-    /// Read, validate and apply the file again; on any error the running configuration
-    /// stays. Returns the pollers to start and stop.
-    fn reload(&self) -> Result<(Vec<usize>, Vec<usize>), String> {
-        let Some(path) = &self.path else {
-            return Err("no configuration file to reload (demo)".into());
-        };
-        let config = Config::load(path).map_err(|e| e.to_string())?;
-        let summary = self.cluster.reload(&config).map_err(|e| e.to_string())?;
-        log::info!(
-            "{}: reloaded: {}; {}",
+/// Read, validate and apply the file at `path` again; on any error the running configuration
+/// stays. Returns the ids of the nodes whose pollers must start and stop. Blocking: it may
+/// resolve host names.
+fn reload(cluster: &Cluster, path: &Path, started_with: &Config) -> Result<Reloaded, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let summary = cluster.reload(&config).map_err(|e| e.to_string())?;
+    log::info!(
+        "{}: reloaded: {}; {}",
+        path.display(),
+        summary.describe(),
+        config.summary()
+    );
+    let pending = restart_only_changes(started_with, &config);
+    if !pending.is_empty() {
+        log::warn!(
+            "{}: changed {} take(s) effect only at the next start or --upgrade",
             path.display(),
-            summary.describe(),
-            config.summary()
+            pending.join(", ")
         );
-        let pending = restart_only_changes(&self.started_with, &config);
-        if !pending.is_empty() {
-            log::warn!(
-                "{}: changed {} take(s) effect only at the next start or --upgrade",
-                path.display(),
-                pending.join(", ")
-            );
-        }
-        Ok((summary.added, summary.removed))
     }
+    Ok(Reloaded {
+        added: summary.added,
+        removed: summary.removed,
+    })
+}
+
+/// The pollers a reload starts and stops.
+struct Reloaded {
+    added: Vec<usize>,
+    removed: Vec<usize>,
 }
 
 #[async_trait]
@@ -85,24 +92,28 @@ impl BackgroundService for HealthService {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let stop = tokio::select! {
                 // Ends when shutdown starts (true) or the server is gone (error).
-                _ = shutdown.wait_for(|stopping| *stopping) => break,
-                _ = hangup => match self.reload() {
-                    Ok((added, removed)) => {
-                        for id in removed {
-                            if let Some(task) = pollers.remove(&id) {
-                                task.abort();
-                            }
+                _ = shutdown.wait_for(|stopping| *stopping) => true,
+                _ = hangup => false,
+            };
+            if stop {
+                break;
+            }
+            match self.reload().await {
+                Ok(Reloaded { added, removed }) => {
+                    for id in removed {
+                        if let Some(task) = pollers.remove(&id) {
+                            task.abort();
                         }
-                        pollers.extend(poller::spawn(&self.cluster, &added, &for_pollers));
-                        self.count(true);
                     }
-                    Err(e) => {
-                        log::error!("reload failed, the running configuration stays: {e}");
-                        self.count(false);
-                    }
-                },
+                    pollers.extend(poller::spawn(&self.cluster, &added, &for_pollers));
+                    self.count(true);
+                }
+                Err(e) => {
+                    log::error!("reload failed, the running configuration stays: {e}");
+                    self.count(false);
+                }
             }
         }
         for task in pollers.into_values() {
@@ -112,6 +123,18 @@ impl BackgroundService for HealthService {
 }
 
 impl HealthService {
+    /// Reload off the runtime's threads (a host name may take seconds to resolve, and the
+    /// pollers share this runtime).
+    async fn reload(&self) -> Result<Reloaded, String> {
+        let Some(path) = self.path.clone() else {
+            return Err("no configuration file to reload (demo)".into());
+        };
+        let (cluster, started_with) = (self.cluster.clone(), self.started_with.clone());
+        tokio::task::spawn_blocking(move || reload(&cluster, &path, &started_with))
+            .await
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))
+    }
+
     fn count(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.cluster

@@ -1,7 +1,7 @@
 //! Outlier detection on live traffic: a node whose answers fail `consecutive_failures` times
 //! in a row (5xx, or no answer at all) is ejected from the routing table for a while — the
-//! first time for `base_ejection`, each further time twice as long, up to `max_ejection` —
-//! but never more than `max_ejected_percent` of the nodes at once. Health probes cannot see
+//! first time for `base_ejection`, each further time twice as long, up to `max_ejection`
+//! (back to `base_ejection` once it stayed in that long) — but never more than `max_ejected_percent` of the nodes at once. Health probes cannot see
 //! this: MI answers `/healthz` 200 while one of its integrations fails every request.
 
 use crate::config::OutlierConfig;
@@ -92,6 +92,14 @@ impl Outliers {
         if ejected >= cap {
             return None;
         }
+        // A node that behaved for `max_ejection` since its last ejection ended starts over
+        // from `base_ejection`: old failures should not double today's ejection forever.
+        let last_until = record.ejected_until.load(Ordering::Acquire);
+        if last_until != 0
+            && self.now().saturating_sub(last_until) >= self.config.max_ejection.as_nanos() as u64
+        {
+            record.ejections.store(0, Ordering::Relaxed);
+        }
         let earlier = record.ejections.fetch_add(1, Ordering::Relaxed);
         let length = self
             .config
@@ -151,6 +159,29 @@ mod tests {
             r[1].ejected_until.store(0, Ordering::Release);
         }
         assert_eq!(lengths, [10, 20, 25]);
+    }
+
+    #[test]
+    fn a_node_that_behaved_long_enough_starts_over_from_the_base() {
+        let (mut o, r) = tracker(4, 100);
+        // Pretend the tracker has run for a minute, so "long ago" can be written down.
+        o.epoch -= Duration::from_secs(60);
+        let eject = || {
+            (0..3)
+                .filter_map(|_| answer(&o, &r, 2, true))
+                .next()
+                .expect("ejected")
+        };
+        assert_eq!(eject(), Duration::from_secs(10));
+        r[2].ejected_until.store(1, Ordering::Release); // ended long ago
+        assert_eq!(
+            eject(),
+            Duration::from_secs(10),
+            "forgiven after max_ejection"
+        );
+        // Ended just now: the next ejection doubles.
+        r[2].ejected_until.store(o.now(), Ordering::Release);
+        assert_eq!(eject(), Duration::from_secs(20));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Outlier detection on live traffic: a node whose answers fail `consecutive_failures` times
 //! in a row (5xx, or no answer at all) is ejected from the routing table for a while — the
 //! first time for `base_ejection`, each further time twice as long, up to `max_ejection`
-//! (back to `base_ejection` once it stayed in that long) — but never more than `max_ejected_percent` of the nodes at once. Health probes cannot see
-//! this: MI answers `/healthz` 200 while one of its integrations fails every request.
+//! (back to `base_ejection` once it stayed in that long) — but never more than
+//! `max_ejected_percent` of the nodes at once. Health probes cannot see this: MI answers
+//! `/healthz` 200 while one of its integrations fails every request.
 
 use crate::config::OutlierConfig;
 use std::sync::Mutex;

@@ -52,6 +52,11 @@ async fn any_alive_routes_to_alive_nodes_while_none_is_ready() {
         "{metrics}"
     );
     assert!(metrics.contains("healthgate_ready_backends 0"), "{metrics}");
+    // backend_up says what is routed: the alive nodes of the fallback table, not the dead.
+    for (node, up) in [("mi-1", 1), ("mi-2", 1), ("mi-3", 0)] {
+        let line = format!("healthgate_backend_up{{node=\"{node}\"}} {up}\n");
+        assert!(metrics.contains(&line), "{line}in\n{metrics}");
+    }
     let fallback_requests = metrics
         .lines()
         .find_map(|l| l.strip_prefix("healthgate_fallback_requests_total "))

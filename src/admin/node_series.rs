@@ -44,6 +44,8 @@ pub struct NodeSeries {
     /// The node name, escaped for use as a label value.
     label: Box<str>,
     state: AtomicU8,
+    /// In the current routing table (ready, or alive under an `any_alive` fallback).
+    routed: AtomicBool,
     drained: AtomicBool,
     ejected: AtomicBool,
     ejections: AtomicU64,
@@ -60,6 +62,7 @@ impl NodeSeries {
         NodeSeries {
             label: escape_label(name).into(),
             state: AtomicU8::new(NodeState::Starting.to_u8()),
+            routed: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             ejected: AtomicBool::new(false),
             ejections: AtomicU64::new(0),
@@ -114,6 +117,11 @@ impl NodeSeries {
     pub fn record_transition(&self, to: NodeState) {
         self.state.store(to.to_u8(), Ordering::Relaxed);
         self.transitions[to as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Record whether the node is in the routing table just published.
+    pub fn set_routed(&self, routed: bool) {
+        self.routed.store(routed, Ordering::Relaxed);
     }
 
     /// Record whether the operator drained the node.
@@ -242,7 +250,7 @@ impl NodeMetrics {
         let drained = |n: &NodeSeries| n.drained.load(Ordering::Relaxed);
         let ejected = |n: &NodeSeries| n.ejected.load(Ordering::Relaxed);
         one_per_node(out, &UP, nodes, |n| {
-            u64::from(state(n) == NodeState::Ready && !drained(n) && !ejected(n))
+            u64::from(n.routed.load(Ordering::Relaxed))
         });
         one_per_node(out, &DRAINED, nodes, |n| u64::from(drained(n)));
         one_per_node(out, &EJECTED, nodes, |n| u64::from(ejected(n)));
@@ -389,6 +397,7 @@ mod tests {
         let metrics = NodeMetrics::default();
         let n = metrics.add("mi-1");
         n.record_transition(NodeState::Ready);
+        n.set_routed(true);
         n.observe_probe(Probe::Readiness, ProbeResult::Success, 0.002);
         n.count_status(Some(204));
         let mut text = String::new();

@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use member::{Member, MemberSet};
 pub use reload::{ReloadSummary, restart_only_changes};
 pub use report::{LastProbe, NodeReport};
+use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -446,6 +447,10 @@ impl Cluster {
             force,
             || self.members(),
             |previous, table| {
+                let routed: HashSet<usize> = table.nodes().iter().map(|b| b.id).collect();
+                for m in &self.members.load().list {
+                    m.backend.series.set_routed(routed.contains(&m.backend.id));
+                }
                 self.metrics.ready_backends.set(table.ready() as i64);
                 self.metrics
                     .routing_table_generation

@@ -206,11 +206,7 @@ async fn suite() -> Result<(), String> {
 async fn one(name: &str, kind: Kind, dir: &Path, pace: Pace) -> Measured {
     match try_one(name, kind, dir, pace).await {
         Ok(m) => m,
-        Err(e) => {
-            let mut m = Measured::na(format!("error: {}", e.lines().next().unwrap_or_default()));
-            m.notes.push(e);
-            m
-        }
+        Err(e) => Measured::error(e.replace('\n', " ")),
     }
 }
 

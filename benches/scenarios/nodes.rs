@@ -81,19 +81,29 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Start one more node and wait until it is healthy.
+    /// Start one more node and wait until it is healthy. A node that cannot bind (another
+    /// process took one of its free ports meanwhile) is tried again on fresh ports.
     pub async fn add(&mut self, dir: &Path, spec: NodeSpec, startup: &str) -> Result<(), String> {
         let log = dir.join(format!("{}.log", spec.name));
-        let mut node = Node {
-            spec,
-            process: None,
-            log,
-        };
-        node.process = Some(spawn(&node.spec, &node.log, startup)?);
-        self.nodes.push(node);
-        let i = self.nodes.len() - 1;
-        self.wait_healthy(i, Duration::from_secs(10)).await?;
-        Ok(())
+        let mut spec = spec;
+        for attempt in 1.. {
+            let process = Some(spawn(&spec, &log, startup)?);
+            self.nodes.push(Node {
+                spec: spec.clone(),
+                process,
+                log: log.clone(),
+            });
+            let i = self.nodes.len() - 1;
+            match self.wait_healthy(i, Duration::from_secs(10)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt == 3 => return Err(e),
+                Err(_) => {
+                    self.nodes.pop();
+                    spec = NodeSpec::fresh(&spec.name);
+                }
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Every node's spec.
@@ -131,9 +141,9 @@ impl Cluster {
     }
 
     /// Poll the node's `/healthz` until it answers 200; the moment it did.
-    pub async fn wait_healthy(&self, i: usize, deadline: Duration) -> Result<Instant, String> {
-        let spec = &self.nodes[i].spec;
-        let url = format!("http://{}/healthz", spec.health_addr());
+    pub async fn wait_healthy(&mut self, i: usize, deadline: Duration) -> Result<Instant, String> {
+        let name = self.nodes[i].spec.name.clone();
+        let url = format!("http://{}/healthz", self.nodes[i].spec.health_addr());
         let started = Instant::now();
         loop {
             let ok = self
@@ -146,8 +156,19 @@ impl Cluster {
             if ok {
                 return Ok(Instant::now());
             }
-            if started.elapsed() > deadline {
-                return Err(format!("{} not healthy after {deadline:?}", spec.name));
+            let exited = self.nodes[i].process.as_mut().is_none_or(|p| p.exited());
+            if exited || started.elapsed() > deadline {
+                let why = if exited {
+                    "exited"
+                } else {
+                    "not healthy in time"
+                };
+                let tail = self.nodes[i]
+                    .process
+                    .as_ref()
+                    .map(|p| p.log_tail())
+                    .unwrap_or_default();
+                return Err(format!("{name} {why}: {tail}"));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

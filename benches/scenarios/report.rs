@@ -114,8 +114,12 @@ pub struct Measured {
     pub readmit: Time,
     /// p99 latency in the event window.
     pub p99: Option<Duration>,
+    /// Failed requests by kind (`503`, `transport`), for the notes.
+    pub failures: BTreeMap<String, usize>,
     /// Not supported, and why.
     pub na: Option<String>,
+    /// Every round ended in a harness error (a node or proxy did not start), and the first.
+    pub error: Option<String>,
     /// Remarks.
     pub notes: Vec<String>,
 }
@@ -124,45 +128,77 @@ impl Measured {
     /// Not supported by this proxy.
     pub fn na(reason: String) -> Measured {
         Measured {
+            na: Some(reason),
+            ..Measured::empty()
+        }
+    }
+
+    /// A round the harness could not run (its numbers are left out of the sums).
+    pub fn error(message: String) -> Measured {
+        Measured {
+            notes: vec![format!("a round failed: {message}")],
+            error: Some(message),
+            ..Measured::empty()
+        }
+    }
+
+    fn empty() -> Measured {
+        Measured {
             failed: 0,
             total: 0,
             after_out: None,
             evict: Time::Na,
             readmit: Time::Na,
             p99: None,
-            na: Some(reason),
+            failures: BTreeMap::new(),
+            na: None,
+            error: None,
             notes: Vec::new(),
         }
     }
 
-    /// Combine two rounds: counts add up, times and p99 take the worse.
-    pub fn merge(self, other: Measured) -> Measured {
-        let mut notes = self.notes;
-        for note in other.notes {
+    /// Combine two rounds: counts add up, times and p99 take the worse; a failed round only
+    /// adds its note.
+    pub fn merge(mut self, mut other: Measured) -> Measured {
+        let mut notes = std::mem::take(&mut self.notes);
+        for note in std::mem::take(&mut other.notes) {
             if !notes.contains(&note) {
                 notes.push(note);
             }
         }
-        Measured {
-            failed: self.failed + other.failed,
-            total: self.total + other.total,
-            after_out: match (self.after_out, other.after_out) {
-                (Some(a), Some(b)) => Some(a + b),
-                (a, b) => a.or(b),
-            },
-            evict: self.evict.worst(other.evict),
-            readmit: self.readmit.worst(other.readmit),
-            p99: self.p99.max(other.p99),
-            na: self.na.or(other.na),
-            notes,
-        }
+        let merged = match (self.error.is_some(), other.error.is_some()) {
+            (true, false) => other,
+            (_, true) => self,
+            (false, false) => {
+                let mut failures = self.failures;
+                for (kind, n) in other.failures {
+                    *failures.entry(kind).or_default() += n;
+                }
+                Measured {
+                    failed: self.failed + other.failed,
+                    total: self.total + other.total,
+                    after_out: match (self.after_out, other.after_out) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        (a, b) => a.or(b),
+                    },
+                    evict: self.evict.worst(other.evict),
+                    readmit: self.readmit.worst(other.readmit),
+                    p99: self.p99.max(other.p99),
+                    failures,
+                    na: self.na.or(other.na),
+                    error: None,
+                    notes: Vec::new(),
+                }
+            }
+        };
+        Measured { notes, ..merged }
     }
 
     /// Ranking key among HAProxy variants: fewer failures, fewer misdirected requests,
     /// faster eviction, faster readmission (unsupported last).
     pub fn rank(&self) -> (bool, usize, u64, f64, f64) {
         (
-            self.na.is_some(),
+            self.na.is_some() || self.error.is_some(),
             self.failed,
             self.after_out.unwrap_or(0),
             self.evict.rank(),
@@ -192,7 +228,14 @@ pub fn measure(
             .collect(),
         None => records.iter().collect(),
     };
-    let failed = in_scope.iter().filter(|r| !r.ok()).count();
+    let mut failures = BTreeMap::new();
+    for r in in_scope.iter().filter(|r| !r.ok()) {
+        let kind = r
+            .status
+            .map_or("transport error".to_string(), |s| s.to_string());
+        *failures.entry(kind).or_default() += 1;
+    }
+    let failed = failures.values().sum();
     let mut notes = outcome.notes;
     let after_out = (outcome.in_flight_at.is_none() && !outcome.incidents.is_empty()).then(|| {
         let answered = records
@@ -263,7 +306,9 @@ pub fn measure(
         evict,
         readmit,
         p99,
+        failures,
         na: None,
+        error: None,
         notes,
     }
 }

@@ -6,8 +6,9 @@ use crate::nodes::{Cluster, NodeSpec};
 use crate::proxies::{Extra, Kind, Proxy};
 use crate::report::{Counters, Measured, Outcome, measure};
 use crate::view::View;
-use std::path::Path;
-use std::time::Duration;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Scenario pacing: how long the load runs around the events.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +58,8 @@ pub struct Run {
     pub view: View,
     load: Load,
     before: Counters,
+    dir: PathBuf,
+    begun: Instant,
 }
 
 impl Run {
@@ -70,6 +73,7 @@ impl Run {
         extra: &Extra,
         pace: Pace,
     ) -> Result<Run, String> {
+        let begun = Instant::now();
         let mut cluster = Cluster::start(dir, routed).await?;
         for spec in standby {
             cluster.add(dir, spec.clone(), "0s").await?;
@@ -87,6 +91,8 @@ impl Run {
             view,
             load,
             before,
+            dir: dir.to_path_buf(),
+            begun,
         })
     }
 
@@ -95,12 +101,22 @@ impl Run {
         tokio::time::sleep(self.pace.tail).await;
         let after = self.proxy.admin.failed_attempts().await;
         let records = self.load.stop().await;
-        measure(
-            outcome,
-            &records,
-            &self.view.transitions(),
-            self.before,
-            after,
-        )
+        let log = self.view.transitions();
+        // The raw data beside the logs (kept with --keep-logs), for a closer look at a run.
+        let ms = |t: Instant| t.saturating_duration_since(self.begun).as_secs_f64() * 1000.0;
+        let mut csv = String::from("start_ms,latency_ms,status,node\n");
+        for r in &records {
+            let status = r.status.map_or("error".into(), |s| s.to_string());
+            let node = r.node.as_deref().unwrap_or("");
+            let latency = r.latency.as_secs_f64() * 1000.0;
+            let _ = writeln!(csv, "{:.1},{latency:.2},{status},{node}", ms(r.start));
+        }
+        let _ = std::fs::write(self.dir.join("records.csv"), csv);
+        let mut csv = String::from("at_ms,node,routed\n");
+        for t in &log {
+            let _ = writeln!(csv, "{:.1},{},{}", ms(t.at), t.node, t.routed);
+        }
+        let _ = std::fs::write(self.dir.join("view.csv"), csv);
+        measure(outcome, &records, &log, self.before, after)
     }
 }

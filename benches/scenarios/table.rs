@@ -39,6 +39,9 @@ pub fn line(m: &Measured) -> String {
     if let Some(na) = &m.na {
         return format!("n/a: {na}");
     }
+    if let Some(e) = &m.error {
+        return format!("error: {e}");
+    }
     format!(
         "failed {}/{}  after-out {}  evict {}  readmit {}  p99 {}",
         m.failed,
@@ -137,8 +140,17 @@ pub fn document(
     for (name, per_kind) in results {
         for (kind, m) in per_kind {
             let c = cells(m);
+            let failures = (!m.failures.is_empty()).then(|| {
+                let kinds: Vec<String> = m
+                    .failures
+                    .iter()
+                    .map(|(k, n)| format!("{n}× {k}"))
+                    .collect();
+                format!("failed: {}", kinds.join(", "))
+            });
             let notes =
                 m.na.iter()
+                    .chain(&failures)
                     .chain(&m.notes)
                     .map(|n| n.replace('\n', " ").replace('|', "/"))
                     .collect::<Vec<_>>();

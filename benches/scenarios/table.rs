@@ -29,7 +29,8 @@ HAProxy stats CSV status not `UP…` (`UP 1/3` still routes). Worst over the sce
 rounds; `never`: not while the scenario ran. `reload`: the removed node leaving the view.
 - **readmit s**: from the node's recovery (restarted: its `/healthz` answers 200, polled directly; \
 hang or CApp: the moment it was undone) to the first poll showing it routed again; `reload`: the \
-added node, from the signal. `–` when the node was never seen out.
+added node, from the signal. `–` when the node was never seen out; `0.00` when the \
+proxy already routed it again by then (between two flaps).
 - **p99 ms**: 99th percentile latency of the requests started in the event window (the first \
 event until the last readmission was seen, or the reload/upgrade finished); `sigterm`: of the \
 requests in flight at the signal.";

@@ -3,6 +3,7 @@
 #   scripts/bench.sh            the load comparison: direct, HAProxy, NGINX, healthgate
 #   scripts/bench.sh routing    criterion micro-benchmarks: pick, snapshot rebuild, /healthz parse
 #   scripts/bench.sh health     health-check cost at 1000 and 5000 nodes, idle RSS
+#   scripts/bench.sh scenarios  failure scenarios under load, healthgate beside HAProxy (≈10 min)
 # Further arguments go to the benchmark, e.g. `scripts/bench.sh load --quick`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +14,6 @@ case "$what" in
   load) exec cargo bench --locked --bench load -- "$@" ;;
   routing) exec cargo bench --locked --bench routing -- "$@" ;;
   health) exec cargo bench --locked --bench health_cost -- "$@" ;;
-  *) echo "usage: scripts/bench.sh [load|routing|health] [args…]" >&2; exit 2 ;;
+  scenarios) exec cargo bench --locked --bench scenarios -- "$@" ;;
+  *) echo "usage: scripts/bench.sh [load|routing|health|scenarios] [args…]" >&2; exit 2 ;;
 esac

@@ -15,9 +15,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Seconds the runtimes get to stop after the grace period (open connections are cut then).
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+/// After SIGTERM's grace period begins, how long no request may be in flight before the
+/// process exits early.
+const IDLE_BEFORE_EXIT: Duration = Duration::from_millis(300);
 /// Idle upstream connections the pool may keep per configured node.
 const UPSTREAM_IDLE_PER_NODE: usize = 8;
 
@@ -96,7 +100,7 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     let server_conf = server.configuration.clone();
 
     let app = HealthgateProxy::new(cluster.clone(), config);
-    drain_on_handover(&server, app.draining_flag());
+    watch_shutdown(&server, cluster.clone(), app.draining_flag());
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server_conf, app, "healthgate proxy");
     for addr in &config.listen {
@@ -121,29 +125,48 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     Ok(Healthgate { server, cluster })
 }
 
-/// Set `draining` as soon as the server starts handing its listeners over (SIGQUIT) or
-/// stopping (SIGTERM): Pingora keeps serving for a while, and answers that close their
-/// connection move clients over before it closes the idle ones.
-fn drain_on_handover(server: &Server, draining: Arc<AtomicBool>) {
+/// Watch the server's phases: set `draining` as soon as it starts handing its listeners
+/// over (SIGQUIT) or stopping (SIGTERM) — Pingora keeps serving for a while, and answers
+/// that close their connection move clients over before it closes the idle ones — and once
+/// the grace period has begun, exit as soon as no request is in flight instead of sleeping
+/// out the whole grace period as Pingora does.
+fn watch_shutdown(server: &Server, cluster: Arc<Cluster>, draining: Arc<AtomicBool>) {
     let mut phases = server.watch_execution_phase();
     let watcher = std::thread::Builder::new()
         .name("healthgate-phases".into())
         .spawn(move || {
             while let Ok(phase) = phases.blocking_recv() {
-                if matches!(
-                    phase,
+                match phase {
                     ExecutionPhase::GracefulUpgradeTransferringFds
-                        | ExecutionPhase::GracefulTerminate
-                        | ExecutionPhase::ShutdownStarted
-                ) {
-                    log::info!("draining client connections ({phase:?})");
-                    draining.store(true, Ordering::Relaxed);
-                    return;
+                    | ExecutionPhase::GracefulTerminate
+                    | ExecutionPhase::ShutdownStarted
+                        if !draining.swap(true, Ordering::Relaxed) =>
+                    {
+                        log::info!("draining client connections ({phase:?})");
+                    }
+                    ExecutionPhase::ShutdownGracePeriod => exit_when_idle(&cluster),
+                    _ => {}
                 }
             }
         });
     if let Err(e) = watcher {
         log::warn!("cannot watch for shutdown; client connections will not be drained: {e}");
+    }
+}
+
+/// Exit once no request has been in flight for [`IDLE_BEFORE_EXIT`] (the listeners are
+/// closed by now; a request whose header was still arriving gets that long to be routed).
+/// Pingora's own end of the grace period still applies if requests keep running.
+fn exit_when_idle(cluster: &Cluster) {
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        if cluster.requests_in_flight() > 0 {
+            idle_since = None;
+        } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= IDLE_BEFORE_EXIT {
+            log::info!("no request in flight: exiting before the grace period ends");
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

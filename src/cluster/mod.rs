@@ -75,6 +75,8 @@ pub struct Cluster {
     metrics: Metrics,
     /// One reload at a time.
     reloading: Mutex<()>,
+    /// Nodes removed by a reload while requests were in flight to them.
+    retired: Mutex<Vec<Arc<Backend>>>,
     /// When probing started (the health service sets it), and how long the nodes' first
     /// verdicts may take from then.
     probing_since: OnceLock<Instant>,
@@ -95,6 +97,7 @@ impl Cluster {
             outliers: config.outlier_detection.map(Outliers::new),
             metrics,
             reloading: Mutex::new(()),
+            retired: Mutex::new(Vec::new()),
             probing_since: OnceLock::new(),
             warm_up: warm_up(config),
         };
@@ -169,6 +172,25 @@ impl Cluster {
         while self.table().is_empty() && self.awaiting_first_verdicts() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Requests being proxied right now, to any node, removed ones included.
+    pub fn requests_in_flight(&self) -> usize {
+        let current: usize = self
+            .members
+            .load()
+            .list
+            .iter()
+            .map(|m| m.backend.in_flight())
+            .sum();
+        let retired: usize = self
+            .retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|b| b.in_flight())
+            .sum();
+        current + retired
     }
 
     fn member(&self, id: usize) -> Option<Arc<Member>> {

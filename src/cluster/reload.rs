@@ -77,6 +77,11 @@ impl Cluster {
         }
         // Whatever was not claimed by name, or moved, is gone.
         let listed: Vec<usize> = list.iter().map(|m| m.backend.id).collect();
+        let mut retired = self
+            .retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        retired.retain(|b| b.in_flight() > 0);
         for m in &current.list {
             if !listed.contains(&m.backend.id) {
                 log::info!(
@@ -85,8 +90,10 @@ impl Cluster {
                     m.backend.in_flight()
                 );
                 summary.removed.push(m.backend.id);
+                retired.push(m.backend.clone());
             }
         }
+        drop(retired);
         summary.reweighted = reweigh.len();
         for (member, weight) in reweigh {
             member.backend.set_weight(weight);

@@ -96,8 +96,8 @@ pub fn document(
         .unwrap_or_default();
     let mut out = format!(
         "# Failure scenarios: healthgate beside HAProxy 2.6\n\n\
-         Command: `{command}` ({date}; {rounds} round(s){}). Machine: 2 cores, shared with other \
-         work (compiles) while measuring: times and latencies are noisy, failure counts less so.\n\n\
+         Command: `{command}` ({date}; {rounds} round(s){}). Machine: 2 cores of a shared virtual \
+         machine: times and latencies are noisy, failure counts less so.\n\n\
          Three `mi-sim` nodes (separate processes, fixed loopback ports; MI-style shutdown keeps \
          `/healthz` 200 for {SHUTDOWN_GRACE}, a restart takes {STARTUP_DELAY} before its ports \
          open), {CONNECTIONS} keep-alive client connections each sending a GET every 5 ms. Both \

@@ -1,5 +1,6 @@
 //! The poller: one task per node runs its readiness and liveness rounds on their periods
-//! (with jitter, so a large cluster is not probed in lockstep) and reports to the cluster.
+//! (evenly out of phase, so a large cluster is not probed in lockstep) and reports to the
+//! cluster.
 
 use super::{NodeState, probe};
 use crate::cluster::Cluster;
@@ -9,9 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
-/// Periods vary by up to ± this share, so probes of many nodes spread out over time.
-const JITTER: f64 = 0.1;
-/// Several nodes' first probes are spread over at least this long (at most a period)...
+/// The nodes' first probes are spread over at least this long (at most a period)...
 const MIN_START_SPREAD: Duration = Duration::from_secs(1);
 /// ...or this much per node, if that is longer.
 const START_SPREAD_PER_NODE: Duration = Duration::from_millis(2);
@@ -42,50 +41,56 @@ pub fn spawn(
     ids: &[usize],
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<(usize, tokio::task::JoinHandle<()>)> {
-    // Several nodes' first probes fall at random points of the spread (capped at a period),
-    // and their rounds keep those phases: 5000 nodes are not all connected to in one
-    // instant (measured: such a burst took peak RSS from ~50 to 140 MiB), and when a whole
-    // cluster recovers at once, some node is probed soon after, not all of them a period
-    // later (measured in the all-faulty scenario: spread over 2 ms per node, healthgate
-    // answered 15–20 % more 503s than HAProxy, whose checks are spread over the interval).
-    let spread = if ids.len() > 1 {
-        START_SPREAD_PER_NODE
-            .saturating_mul(ids.len() as u32)
-            .max(MIN_START_SPREAD)
-    } else {
-        Duration::ZERO
-    };
+    // The nodes' first probes are spaced evenly over the spread (capped at a period), and
+    // their rounds keep those phases (each is due a period after the last started): 5000
+    // nodes are not all connected to in one instant (measured: such a burst took peak RSS
+    // from ~50 to 140 MiB), and when a whole cluster recovers at once some node is probed
+    // soon after, not all of them a period later (measured in the all-faulty scenario:
+    // with first probes 2 ms per node apart, healthgate answered 15–20 % more 503s than
+    // HAProxy, which spaces its checks over the interval as this does).
+    let spread = START_SPREAD_PER_NODE
+        .saturating_mul(ids.len() as u32)
+        .max(MIN_START_SPREAD);
+    let count = ids.len().max(1) as f64;
     ids.iter()
-        .map(|&id| {
-            let task = poll_node(cluster.clone(), id, spread, shutdown.clone());
+        .enumerate()
+        .map(|(i, &id)| {
+            let phase = Phase {
+                spread,
+                share: i as f64 / count,
+            };
+            let task = poll_node(cluster.clone(), id, phase, shutdown.clone());
             (id, tokio::spawn(task))
         })
         .collect()
 }
 
-/// `period` varied by ± [`JITTER`].
-fn jittered(period: Duration) -> Duration {
-    let factor = 1.0 + JITTER * (2.0 * fastrand::f64() - 1.0);
-    period.mul_f64(factor)
+/// Where a node's rounds fall: at `share` (0–1) of the start-up `spread`.
+#[derive(Clone, Copy, Debug)]
+struct Phase {
+    spread: Duration,
+    share: f64,
 }
 
-/// The first probe: after the initial delay, at a random point of the start-up spread
-/// (capped at one period), so nodes configured together are not probed together.
-fn first_at(now: Instant, initial_delay: Duration, period: Duration, spread: Duration) -> Instant {
-    now + initial_delay + spread.min(period).mul_f64(fastrand::f64())
+impl Phase {
+    /// The first round: after the initial delay, at this node's point of the spread
+    /// (capped at one period).
+    fn first(self, now: Instant, initial_delay: Duration, period: Duration) -> Instant {
+        now + initial_delay + self.spread.min(period).mul_f64(self.share)
+    }
 }
 
 async fn poll_node(
     cluster: Arc<Cluster>,
     id: usize,
-    spread: Duration,
+    phase: Phase,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let now = Instant::now();
     let settings = cluster.probe_settings();
     let (r, l) = (&settings.readiness, &settings.liveness);
-    let mut next_readiness = first_at(now, r.initial_delay, r.period, spread);
-    let mut next_liveness = first_at(now, l.initial_delay, l.period, spread);
+    let mut next_readiness = phase.first(now, r.initial_delay, r.period);
+    let mut next_liveness = phase.first(now, l.initial_delay, l.period);
     while cluster.backend(id).is_some() {
         // A reload may have changed the settings: each round uses the latest.
         let settings = cluster.probe_settings();
@@ -102,17 +107,17 @@ async fn poll_node(
             _ = sleep_until(next_readiness) => {
                 let started = Instant::now();
                 readiness_round(&cluster, id, r).await;
-                next_readiness = started + jittered(r.period);
+                next_readiness = started + r.period;
             }
             _ = cluster.recheck_requested(id) => {
                 let started = Instant::now();
                 readiness_round(&cluster, id, r).await;
-                next_readiness = started + jittered(r.period);
+                next_readiness = started + r.period;
             }
             _ = sleep_until(next_liveness) => {
                 let started = Instant::now();
                 liveness_round(&cluster, id, l).await;
-                next_liveness = started + jittered(l.period);
+                next_liveness = started + l.period;
             }
         }
     }

@@ -162,3 +162,39 @@ async fn an_idle_client_connection_is_closed_after_client_idle() {
         "closed after {idle_for:?} idle"
     );
 }
+
+/// A client that starts a request header and stalls is disconnected after Pingora's fixed
+/// 60 s header timeout (nginx's `client_header_timeout` default too; not configurable in
+/// Pingora 0.9), and nothing reaches a node. This test takes a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_header_is_dropped_after_60_s() {
+    let nodes = start_nodes(1);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(1).await;
+    let listen = proxy.listen;
+    let (closed_after, answer) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(listen).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(90)))
+            .unwrap();
+        conn.write_all(b"GET /stalled HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let sent = Instant::now();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        (sent.elapsed(), String::from_utf8_lossy(&answer).to_string())
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after >= Duration::from_secs(55) && closed_after < Duration::from_secs(85),
+        "closed after {closed_after:?}: {answer:?}"
+    );
+    assert_eq!(nodes[0].traffic_started(), 0, "nothing reached the node");
+}

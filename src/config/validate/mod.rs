@@ -1,24 +1,21 @@
 //! Turns the serde model into a typed [`Config`], one small function per rule.
 
+mod nodes;
+
 use super::error::RuleError;
 use super::raw::{
-    ByteSize, HumanDuration, OneOrMany, RawConfig, RawLiveness, RawNode, RawOutlier, RawReadiness,
+    ByteSize, HumanDuration, OneOrMany, RawConfig, RawLiveness, RawOutlier, RawReadiness,
 };
 use super::{
     Algorithm, BalancingConfig, Config, LimitsConfig, LivenessConfig, LogConfig, LogLevel,
-    NodeConfig, NoneReadyPolicy, OutlierConfig, ReadinessConfig, ShutdownConfig, TimeoutsConfig,
-    defaults,
+    NoneReadyPolicy, OutlierConfig, ReadinessConfig, ShutdownConfig, TimeoutsConfig, defaults,
 };
+use nodes::nodes;
 use serde_saphyr::Spanned;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// MI's base ports: traffic (HTTP pass-through) and the internal API that serves the probes.
-const MI_TRAFFIC_BASE: i64 = 8280;
-const MI_HEALTH_BASE: i64 = 9191;
-/// Upper bounds that keep a typo from becoming a resource problem.
-const MAX_WEIGHT: i64 = 1000;
+/// Upper bound that keeps a typo from becoming a resource problem.
 const MAX_THREADS: usize = 1024;
 /// Retries are bounded so the per-request record of tried nodes never allocates.
 pub const MAX_RETRIES: i64 = 15;
@@ -412,129 +409,4 @@ fn liveness(raw: &RawLiveness) -> Rule<LivenessConfig> {
         "liveness",
     )?;
     Ok(config)
-}
-
-/// A port given explicitly (`{prefix}.{field}`), or derived as MI does: base + offset.
-fn port(
-    explicit: Option<&Spanned<i64>>,
-    offset: Option<&Spanned<i64>>,
-    base: i64,
-    prefix: &str,
-    field: &str,
-) -> Rule<u16> {
-    if let Some(p) = explicit {
-        return match u16::try_from(p.value) {
-            Ok(port) if port >= 1 => Ok(port),
-            _ => fail(
-                p,
-                format!("{prefix}.{field}"),
-                format!("port {} is outside 1–65535", p.value),
-            ),
-        };
-    }
-    let offset_value = offset.map_or(defaults::OFFSET, |o| o.value);
-    let derived = base.saturating_add(offset_value);
-    match u16::try_from(derived) {
-        Ok(port) if port >= 1 => Ok(port),
-        _ => {
-            let message = format!(
-                "offset {offset_value} puts {field} at {base}{offset_value:+} = {derived}, outside 1–65535"
-            );
-            match offset {
-                Some(o) => fail(o, format!("{prefix}.offset"), message),
-                None => Err(RuleError {
-                    position: None,
-                    path: format!("{prefix}.{field}"),
-                    message,
-                }),
-            }
-        }
-    }
-}
-
-fn node(raw: &Spanned<RawNode>, index: usize) -> Rule<NodeConfig> {
-    let n = &raw.value;
-    let prefix = format!("nodes[{index}]");
-    let host = n.host.value.trim().to_string();
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
-        return fail(
-            &n.host,
-            format!("{prefix}.host"),
-            format!("{:?} is not a host name or IP address", n.host.value),
-        );
-    }
-    let traffic_port = port(
-        n.traffic_port.as_ref(),
-        n.offset.as_ref(),
-        MI_TRAFFIC_BASE,
-        &prefix,
-        "traffic_port",
-    )?;
-    let health_port = port(
-        n.health_port.as_ref(),
-        n.offset.as_ref(),
-        MI_HEALTH_BASE,
-        &prefix,
-        "health_port",
-    )?;
-    let weight = match &n.weight {
-        Some(w) => int_in_range(w, &format!("{prefix}.weight"), 1, MAX_WEIGHT)? as u32,
-        None => 1,
-    };
-    let name = match &n.name {
-        Some(name) if name.value.trim().is_empty() => {
-            return fail(
-                name,
-                format!("{prefix}.name"),
-                "a node name cannot be empty",
-            );
-        }
-        Some(name) => name.value.trim().to_string(),
-        None => format!("{host}:{traffic_port}"),
-    };
-    Ok(NodeConfig {
-        name,
-        host,
-        traffic_port,
-        health_port,
-        weight,
-    })
-}
-
-fn nodes(raw: &Spanned<Vec<Spanned<RawNode>>>) -> Rule<Vec<NodeConfig>> {
-    if raw.value.is_empty() {
-        return fail(raw, "nodes", "at least one node is needed");
-    }
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut addresses: HashMap<(String, u16), usize> = HashMap::new();
-    let mut out = Vec::with_capacity(raw.value.len());
-    for (i, spanned) in raw.value.iter().enumerate() {
-        let node = node(spanned, i)?;
-        // Addresses first: a defaulted name is host:port, so a clash there is the real cause.
-        let key = (node.host.to_ascii_lowercase(), node.traffic_port);
-        if let Some(first) = addresses.insert(key, i) {
-            return Err(RuleError {
-                position: position(spanned),
-                path: format!("nodes[{i}]"),
-                message: format!(
-                    "traffic address {}:{} is already used by nodes[{first}]",
-                    node.host, node.traffic_port
-                ),
-            });
-        }
-        if let Some(first) = names.insert(node.name.clone(), i) {
-            let at = spanned
-                .value
-                .name
-                .as_ref()
-                .map_or(position(spanned), position);
-            return Err(RuleError {
-                position: at,
-                path: format!("nodes[{i}].name"),
-                message: format!("{:?} is already the name of nodes[{first}]", node.name),
-            });
-        }
-        out.push(node);
-    }
-    Ok(out)
 }

@@ -37,6 +37,25 @@ pub struct HealthgateProxy {
 }
 
 impl HealthgateProxy {
+    /// A proxy over `cluster` with the retries, access log and limits of `config`.
+    pub fn new(cluster: Arc<Cluster>, config: &Config) -> HealthgateProxy {
+        HealthgateProxy {
+            cluster,
+            retries: config.balancing.retries,
+            access_log: config.log.access_log,
+            limits: config.limits,
+            client_body_timeout: config.timeouts.client_body,
+            total_timeout: config.timeouts.total,
+            client_idle_secs: config.timeouts.client_idle.as_secs_f64().ceil().max(1.0) as u64,
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that makes every answer close its connection (see `draining`).
+    pub fn draining_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
+    }
+
     /// A node from the current table that this request has not tried yet, counted and
     /// remembered in `ctx`.
     fn pick(&self, ctx: &mut RequestCtx) -> Option<Box<HttpPeer>> {
@@ -64,24 +83,6 @@ impl HealthgateProxy {
     fn out_of_time(&self, ctx: &RequestCtx) -> bool {
         self.total_timeout
             .is_some_and(|total| ctx.started.elapsed() >= total)
-    }
-    /// A proxy over `cluster` with the retries, access log and limits of `config`.
-    pub fn new(cluster: Arc<Cluster>, config: &Config) -> HealthgateProxy {
-        HealthgateProxy {
-            cluster,
-            retries: config.balancing.retries,
-            access_log: config.log.access_log,
-            limits: config.limits,
-            client_body_timeout: config.timeouts.client_body,
-            total_timeout: config.timeouts.total,
-            client_idle_secs: config.timeouts.client_idle.as_secs_f64().ceil().max(1.0) as u64,
-            draining: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// The flag that makes every answer close its connection (see `draining`).
-    pub fn draining_flag(&self) -> Arc<AtomicBool> {
-        self.draining.clone()
     }
 
     /// The status a request gets for its size, before anything is sent upstream: 431 for

@@ -20,18 +20,12 @@ impl Cluster {
         let Some(member) = self.member(id) else {
             return;
         };
-        let series = &member.backend.series;
-        series.observe_probe(
-            Probe::Readiness,
-            healthz.result,
-            healthz.elapsed.as_secs_f64(),
-        );
-        if let Some(t) = traffic {
-            series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
-        }
         // The status code is the truth; faulty CApps are whatever the last answer listed.
         if healthz.status.is_some() {
-            series.set_faulty_capps(healthz.faulty_capps.len());
+            member
+                .backend
+                .series
+                .set_faulty_capps(healthz.faulty_capps.len());
         }
         let observation = Observation::Readiness {
             healthz_ok: healthz.passed(),
@@ -61,15 +55,6 @@ impl Cluster {
         let Some(member) = self.member(id) else {
             return;
         };
-        let series = &member.backend.series;
-        series.observe_probe(
-            Probe::Liveness,
-            liveness.result,
-            liveness.elapsed.as_secs_f64(),
-        );
-        if let Some(t) = traffic {
-            series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
-        }
         let (observation, reason) = match traffic.filter(|t| !t.passed()) {
             Some(t) => (Observation::TrafficFailed, Some(t.reason.clone())),
             None => (
@@ -149,12 +134,17 @@ impl Cluster {
         });
     }
 
-    /// Record a probe round's evidence and outcomes, all under the node's lock, and
-    /// rebuild the table if the node flipped.
+    /// Count a probe round's outcomes, record them and its evidence under the node's lock,
+    /// and rebuild the table if the node flipped.
     fn observe(&self, member: &Member, evidence: Evidence<'_>) {
+        let (probe, outcome, traffic) = evidence.probes;
+        let series = &member.backend.series;
+        series.observe_probe(probe, outcome.result, outcome.elapsed.as_secs_f64());
+        if let Some(t) = traffic {
+            series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
+        }
         let flip = {
             let mut h = member.lock();
-            let (probe, outcome, traffic) = evidence.probes;
             h.last_probes[probe as usize] = Some(LastProbe::of(outcome));
             if let Some(t) = traffic {
                 h.last_probes[Probe::Tcp as usize] = Some(LastProbe::of(t));

@@ -7,7 +7,7 @@ use super::member::{Member, MemberSet};
 use super::{Cluster, ClusterError, Judgement};
 use crate::config::Config;
 use crate::health::ProbeSettings;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What a reload changed.
@@ -76,7 +76,7 @@ impl Cluster {
             }
         }
         // Whatever was not claimed by name, or moved, is gone.
-        let listed: Vec<usize> = list.iter().map(|m| m.backend.id).collect();
+        let listed: HashSet<usize> = list.iter().map(|m| m.backend.id).collect();
         let mut retired = self
             .retired
             .lock()

@@ -31,6 +31,27 @@ impl HealthService {
             started_with: config.clone(),
         }
     }
+
+    /// Reload off the runtime's threads (a host name may take seconds to resolve, and the
+    /// pollers share this runtime).
+    async fn reload(&self) -> Result<Reloaded, String> {
+        let Some(path) = self.path.clone() else {
+            return Err("no configuration file to reload (demo)".into());
+        };
+        let (cluster, started_with) = (self.cluster.clone(), self.started_with.clone());
+        tokio::task::spawn_blocking(move || reload(&cluster, &path, &started_with))
+            .await
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))
+    }
+
+    fn count(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.cluster
+            .metrics()
+            .config_reloads_total
+            .with_label_values(&[result])
+            .inc();
+    }
 }
 
 /// Read, validate and apply the file at `path` again; on any error the running configuration
@@ -119,28 +140,5 @@ impl BackgroundService for HealthService {
         for task in pollers.into_values() {
             task.abort();
         }
-    }
-}
-
-impl HealthService {
-    /// Reload off the runtime's threads (a host name may take seconds to resolve, and the
-    /// pollers share this runtime).
-    async fn reload(&self) -> Result<Reloaded, String> {
-        let Some(path) = self.path.clone() else {
-            return Err("no configuration file to reload (demo)".into());
-        };
-        let (cluster, started_with) = (self.cluster.clone(), self.started_with.clone());
-        tokio::task::spawn_blocking(move || reload(&cluster, &path, &started_with))
-            .await
-            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))
-    }
-
-    fn count(&self, success: bool) {
-        let result = if success { "success" } else { "failure" };
-        self.cluster
-            .metrics()
-            .config_reloads_total
-            .with_label_values(&[result])
-            .inc();
     }
 }

@@ -61,15 +61,7 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         Some(r) => int_in_range(r, "balancing.retries", 0, MAX_RETRIES)? as usize,
         None => defaults::RETRIES,
     };
-    let slow_start = match &raw.balancing.slow_start {
-        Some(d) => Some(duration(
-            Some(d),
-            "balancing.slow_start",
-            Duration::ZERO,
-            false,
-        )?),
-        None => None,
-    };
+    let slow_start = optional_duration(raw.balancing.slow_start.as_ref(), "balancing.slow_start")?;
     Ok(Config {
         listen,
         admin,
@@ -128,10 +120,7 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 Duration::from_secs(60),
                 false,
             )?,
-            total: match &raw.timeouts.total {
-                Some(d) => Some(duration(Some(d), "timeouts.total", Duration::ZERO, false)?),
-                None => None,
-            },
+            total: optional_duration(raw.timeouts.total.as_ref(), "timeouts.total")?,
         },
         shutdown: ShutdownConfig {
             grace_period: duration(
@@ -310,6 +299,13 @@ fn duration(
         Some(v) if v.value.0.is_zero() && !allow_zero => fail(v, path, "must be greater than zero"),
         Some(v) => Ok(v.value.0),
     }
+}
+
+/// A duration with no default (`None` when absent); when given, it must be > 0.
+fn optional_duration(value: Option<&Spanned<HumanDuration>>, path: &str) -> Rule<Option<Duration>> {
+    value
+        .map(|v| duration(Some(v), path, Duration::ZERO, false))
+        .transpose()
 }
 
 fn probe_path(value: Option<&Spanned<String>>, path: &str, default: &str) -> Rule<String> {

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod fd_limit;
 pub mod health;
 pub mod outlier;
 pub mod proxy;

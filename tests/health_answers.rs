@@ -103,7 +103,14 @@ const DEADLINE: Duration = Duration::from_millis(500);
 
 async fn readiness(answer: Answer) -> healthgate::health::ProbeOutcome {
     let (addr, _) = endpoint(answer).await;
-    probe::readiness(addr, "127.0.0.1", "/healthz", DEADLINE).await
+    probe::readiness(
+        &mut probe::HealthConnection::default(),
+        addr,
+        "127.0.0.1",
+        "/healthz",
+        DEADLINE,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -141,7 +148,14 @@ async fn ten_megabyte_answer_is_judged_by_status_without_reading_it_all() {
         size,
     })
     .await;
-    let outcome = probe::readiness(addr, "127.0.0.1", "/healthz", DEADLINE).await;
+    let outcome = probe::readiness(
+        &mut probe::HealthConnection::default(),
+        addr,
+        "127.0.0.1",
+        "/healthz",
+        DEADLINE,
+    )
+    .await;
     assert_eq!(outcome.result, ProbeResult::Success, "{outcome:?}");
 
     let prefix = r#"{"Faulty CAPPs" : ["big_1.0.0.car"], "padding": ""#;
@@ -151,7 +165,14 @@ async fn ten_megabyte_answer_is_judged_by_status_without_reading_it_all() {
         size,
     })
     .await;
-    let outcome = probe::readiness(addr, "127.0.0.1", "/healthz", DEADLINE).await;
+    let outcome = probe::readiness(
+        &mut probe::HealthConnection::default(),
+        addr,
+        "127.0.0.1",
+        "/healthz",
+        DEADLINE,
+    )
+    .await;
     assert_eq!(outcome.result, ProbeResult::Failure);
     assert_eq!(outcome.faulty_capps, ["big_1.0.0.car"]);
     // The probe stops reading at 64 KiB and closes: the writer cannot get all 10 MB out.
@@ -192,7 +213,14 @@ async fn not_http_and_oversized_heads_are_errors() {
 async fn refused_health_port_is_an_error() {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let outcome = probe::readiness(addr, "127.0.0.1", "/healthz", DEADLINE).await;
+    let outcome = probe::readiness(
+        &mut probe::HealthConnection::default(),
+        addr,
+        "127.0.0.1",
+        "/healthz",
+        DEADLINE,
+    )
+    .await;
     assert_eq!(outcome.result, ProbeResult::Error);
     assert!(outcome.reason.contains("connect"), "{}", outcome.reason);
 }

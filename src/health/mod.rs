@@ -2,6 +2,7 @@
 //! `/healthz` body reader, the pure state machine, and the per-node poller.
 
 pub mod body;
+mod http_get;
 pub mod poller;
 pub mod probe;
 pub mod service;

@@ -2,7 +2,8 @@
 //! (evenly out of phase, so a large cluster is not probed in lockstep) and reports to the
 //! cluster.
 
-use super::{NodeState, probe};
+use super::NodeState;
+use super::probe::{self, HealthConnection};
 use crate::cluster::Cluster;
 use crate::config::{Config, LivenessConfig, ReadinessConfig};
 use std::sync::Arc;
@@ -91,6 +92,8 @@ async fn poll_node(
     let (r, l) = (&settings.readiness, &settings.liveness);
     let mut next_readiness = phase.first(now, r.initial_delay, r.period);
     let mut next_liveness = phase.first(now, l.initial_delay, l.period);
+    // Readiness and liveness both ask the health port: one kept connection serves both.
+    let mut connection = HealthConnection::default();
     while cluster.backend(id).is_some() {
         // A reload may have changed the settings: each round uses the latest.
         let settings = cluster.probe_settings();
@@ -106,17 +109,17 @@ async fn poll_node(
             // failure_threshold periods, not that many periods plus timeouts).
             _ = sleep_until(next_readiness) => {
                 let started = Instant::now();
-                readiness_round(&cluster, id, r).await;
+                readiness_round(&cluster, id, r, &mut connection).await;
                 next_readiness = started + r.period;
             }
             _ = cluster.recheck_requested(id) => {
                 let started = Instant::now();
-                readiness_round(&cluster, id, r).await;
+                readiness_round(&cluster, id, r, &mut connection).await;
                 next_readiness = started + r.period;
             }
             _ = sleep_until(next_liveness) => {
                 let started = Instant::now();
-                liveness_round(&cluster, id, l).await;
+                liveness_round(&cluster, id, l, &mut connection).await;
                 next_liveness = started + l.period;
             }
         }
@@ -125,7 +128,12 @@ async fn poll_node(
 
 /// `/healthz`, and, while the node is out of the table, a connect to its traffic port:
 /// readmission needs both.
-async fn readiness_round(cluster: &Cluster, id: usize, r: &ReadinessConfig) {
+async fn readiness_round(
+    cluster: &Cluster,
+    id: usize,
+    r: &ReadinessConfig,
+    connection: &mut HealthConnection,
+) {
     let Some(backend) = cluster.backend(id) else {
         return;
     };
@@ -134,18 +142,37 @@ async fn readiness_round(cluster: &Cluster, id: usize, r: &ReadinessConfig) {
     } else {
         None
     };
-    let healthz = probe::readiness(backend.health_addr, &backend.host, &r.path, r.timeout).await;
+    let healthz = probe::readiness(
+        connection,
+        backend.health_addr,
+        &backend.host,
+        &r.path,
+        r.timeout,
+    )
+    .await;
     cluster.record_readiness(id, &healthz, traffic.as_ref());
 }
 
 /// `/liveness`, and a connect to the traffic port if `tcp` is on or the node is dead: MI's
 /// `/liveness` keeps answering during a shutdown, so without the connect a dead node would
 /// bounce to `not_ready` and back every round.
-async fn liveness_round(cluster: &Cluster, id: usize, l: &LivenessConfig) {
+async fn liveness_round(
+    cluster: &Cluster,
+    id: usize,
+    l: &LivenessConfig,
+    connection: &mut HealthConnection,
+) {
     let Some(backend) = cluster.backend(id) else {
         return;
     };
-    let liveness = probe::liveness(backend.health_addr, &backend.host, &l.path, l.timeout).await;
+    let liveness = probe::liveness(
+        connection,
+        backend.health_addr,
+        &backend.host,
+        &l.path,
+        l.timeout,
+    )
+    .await;
     let traffic = if l.tcp || cluster.state(id) == Some(NodeState::Dead) {
         Some(probe::tcp(backend.traffic_addr, l.timeout).await)
     } else {

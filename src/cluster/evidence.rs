@@ -36,37 +36,41 @@ impl Cluster {
             .or((!healthz.passed()).then_some(healthz))
             .map(|o| o.reason.clone());
         let evidence = Evidence {
-            observation,
+            observation: Some(observation),
             reason,
             capps: healthz.status.map(|_| healthz.faulty_capps.clone()),
-            probes: (Probe::Readiness, healthz, traffic),
+            probe: Some((Probe::Readiness, healthz)),
+            traffic,
         };
         self.observe(&member, evidence);
     }
 
-    /// A liveness round: `/liveness`, plus the traffic-port connect if configured. A failed
-    /// connect is evidence on its own and evicts at once.
+    /// A liveness round: `/liveness` (`None`: skipped, the node having just passed
+    /// readiness), plus the traffic-port connect if configured. A failed connect is evidence
+    /// on its own and evicts at once.
     pub fn record_liveness(
         &self,
         id: usize,
-        liveness: &ProbeOutcome,
+        liveness: Option<&ProbeOutcome>,
         traffic: Option<&ProbeOutcome>,
     ) {
         let Some(member) = self.member(id) else {
             return;
         };
-        let (observation, reason) = match traffic.filter(|t| !t.passed()) {
-            Some(t) => (Observation::TrafficFailed, Some(t.reason.clone())),
-            None => (
-                Observation::Liveness(liveness.passed()),
-                (!liveness.passed()).then(|| liveness.reason.clone()),
+        let (observation, reason) = match (traffic.filter(|t| !t.passed()), liveness) {
+            (Some(t), _) => (Some(Observation::TrafficFailed), Some(t.reason.clone())),
+            (None, Some(l)) => (
+                Some(Observation::Liveness(l.passed())),
+                (!l.passed()).then(|| l.reason.clone()),
             ),
+            (None, None) => (None, None),
         };
         let evidence = Evidence {
             observation,
             reason,
             capps: None,
-            probes: (Probe::Liveness, liveness, traffic),
+            probe: liveness.map(|l| (Probe::Liveness, l)),
+            traffic,
         };
         self.observe(&member, evidence);
     }
@@ -137,15 +141,19 @@ impl Cluster {
     /// Count a probe round's outcomes, record them and its evidence under the node's lock,
     /// and rebuild the table if the node flipped.
     fn observe(&self, member: &Member, evidence: Evidence<'_>) {
-        let (probe, outcome, traffic) = evidence.probes;
+        let (probe, traffic) = (evidence.probe, evidence.traffic);
         let series = &member.backend.series;
-        series.observe_probe(probe, outcome.result, outcome.elapsed.as_secs_f64());
+        if let Some((kind, outcome)) = probe {
+            series.observe_probe(kind, outcome.result, outcome.elapsed.as_secs_f64());
+        }
         if let Some(t) = traffic {
             series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
         }
         let flip = {
             let mut h = member.lock();
-            h.last_probes[probe as usize] = Some(LastProbe::of(outcome));
+            if let Some((kind, outcome)) = probe {
+                h.last_probes[kind as usize] = Some(LastProbe::of(outcome));
+            }
             if let Some(t) = traffic {
                 h.last_probes[Probe::Tcp as usize] = Some(LastProbe::of(t));
             }
@@ -155,12 +163,10 @@ impl Cluster {
             if evidence.reason.is_some() {
                 h.last_error = evidence.reason.clone();
             }
-            self.apply(
-                member,
-                &mut h,
-                evidence.observation,
-                evidence.reason.as_deref(),
-            )
+            let reason = evidence.reason.as_deref();
+            evidence
+                .observation
+                .and_then(|observation| self.apply(member, &mut h, observation, reason))
         };
         // Any flip may change the members (under `any_alive` a not-ready node may be
         // routable); `publish` makes no new table when they did not change.
@@ -208,10 +214,13 @@ impl Cluster {
 
 /// One probe round's findings about a node.
 struct Evidence<'a> {
-    observation: Observation,
+    /// What the state machine is told (`None`: nothing new, e.g. a passed connect alone).
+    observation: Option<Observation>,
     reason: Option<String>,
     /// The faulty CApps the readiness answer listed (`None`: no answer to read them from).
     capps: Option<Vec<String>>,
-    /// The probe, its outcome and the traffic-port connect, kept for the status page.
-    probes: (Probe, &'a ProbeOutcome, Option<&'a ProbeOutcome>),
+    /// The probe and its outcome, kept for the status page.
+    probe: Option<(Probe, &'a ProbeOutcome)>,
+    /// The traffic-port connect, if the round made one.
+    traffic: Option<&'a ProbeOutcome>,
 }

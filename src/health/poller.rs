@@ -94,6 +94,8 @@ async fn poll_node(
     let mut next_liveness = phase.first(now, l.initial_delay, l.period);
     // Readiness and liveness both ask the health port: one kept connection serves both.
     let mut connection = HealthConnection::default();
+    // When the last readiness round passed (None: it did not).
+    let mut passed_readiness: Option<Instant> = None;
     while cluster.backend(id).is_some() {
         // A reload may have changed the settings: each round uses the latest.
         let settings = cluster.probe_settings();
@@ -109,17 +111,25 @@ async fn poll_node(
             // failure_threshold periods, not that many periods plus timeouts).
             _ = sleep_until(next_readiness) => {
                 let started = Instant::now();
-                readiness_round(&cluster, id, r, &mut connection).await;
+                let passed = readiness_round(&cluster, id, r, &mut connection).await;
+                passed_readiness = passed.then_some(started);
                 next_readiness = started + r.period;
             }
             _ = cluster.recheck_requested(id) => {
                 let started = Instant::now();
-                readiness_round(&cluster, id, r, &mut connection).await;
+                let passed = readiness_round(&cluster, id, r, &mut connection).await;
+                passed_readiness = passed.then_some(started);
                 next_readiness = started + r.period;
             }
             _ = sleep_until(next_liveness) => {
                 let started = Instant::now();
-                liveness_round(&cluster, id, l, &mut connection).await;
+                // A ready node whose `/healthz` said 200 within the liveness period has
+                // shown what `/liveness` would (its process answers): asking again would
+                // tell its state machine nothing (a readiness pass already cleared its
+                // liveness failures), so only the traffic-port connect, if any, is made.
+                let shown_alive = cluster.state(id) == Some(NodeState::Ready)
+                    && passed_readiness.is_some_and(|at| started - at < l.period);
+                liveness_round(&cluster, id, l, &mut connection, shown_alive).await;
                 next_liveness = started + l.period;
             }
         }
@@ -127,15 +137,15 @@ async fn poll_node(
 }
 
 /// `/healthz`, and, while the node is out of the table, a connect to its traffic port:
-/// readmission needs both.
+/// readmission needs both. Returns whether `/healthz` passed.
 async fn readiness_round(
     cluster: &Cluster,
     id: usize,
     r: &ReadinessConfig,
     connection: &mut HealthConnection,
-) {
+) -> bool {
     let Some(backend) = cluster.backend(id) else {
-        return;
+        return false;
     };
     let traffic = if cluster.needs_traffic_check(id) {
         Some(probe::tcp(backend.traffic_addr, r.timeout).await)
@@ -151,32 +161,34 @@ async fn readiness_round(
     )
     .await;
     cluster.record_readiness(id, &healthz, traffic.as_ref());
+    healthz.passed()
 }
 
-/// `/liveness`, and a connect to the traffic port if `tcp` is on or the node is dead: MI's
-/// `/liveness` keeps answering during a shutdown, so without the connect a dead node would
-/// bounce to `not_ready` and back every round.
+/// `/liveness` (unless the node was `shown_alive`), and a connect to the traffic port if
+/// `tcp` is on or the node is dead: MI's `/liveness` keeps answering during a shutdown, so
+/// without the connect a dead node would bounce to `not_ready` and back every round.
 async fn liveness_round(
     cluster: &Cluster,
     id: usize,
     l: &LivenessConfig,
     connection: &mut HealthConnection,
+    shown_alive: bool,
 ) {
     let Some(backend) = cluster.backend(id) else {
         return;
     };
-    let liveness = probe::liveness(
-        connection,
-        backend.health_addr,
-        &backend.host,
-        &l.path,
-        l.timeout,
-    )
-    .await;
+    let liveness = if shown_alive {
+        None
+    } else {
+        let host = &backend.host;
+        Some(probe::liveness(connection, backend.health_addr, host, &l.path, l.timeout).await)
+    };
     let traffic = if l.tcp || cluster.state(id) == Some(NodeState::Dead) {
         Some(probe::tcp(backend.traffic_addr, l.timeout).await)
     } else {
         None
     };
-    cluster.record_liveness(id, &liveness, traffic.as_ref());
+    if liveness.is_some() || traffic.is_some() {
+        cluster.record_liveness(id, liveness.as_ref(), traffic.as_ref());
+    }
 }

@@ -181,9 +181,10 @@ fn mib(bytes: u64) -> f64 {
 
 fn print_report(rows: &[Row], seconds: f64) {
     println!(
-        "\nHealth checking, no client traffic. healthgate: readiness every 1 s, liveness + TCP \
-         every 5 s. HAProxy: httpchk every 1 s (rate as configured). CPU over {seconds} s; \
-         peak RSS includes start-up and the /metrics scrapes.\n"
+        "\nHealth checking, no client traffic. healthgate: readiness every 1 s on a kept \
+         connection per node, liveness + TCP every 5 s (no /liveness GET while a node passes \
+         readiness). HAProxy: httpchk every 1 s on a fresh connection (rate as configured). \
+         CPU over {seconds} s; peak RSS includes start-up and the /metrics scrapes.\n"
     );
     println!(
         "| prober | nodes | probes/s | CPU (share of one core) | CPU µs per probe | RSS MiB | \

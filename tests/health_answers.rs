@@ -101,16 +101,15 @@ async fn endpoint(answer: Answer) -> (SocketAddr, Arc<AtomicUsize>) {
 
 const DEADLINE: Duration = Duration::from_millis(500);
 
+/// One readiness probe of `addr` on a fresh connection.
+async fn probe_once(addr: SocketAddr) -> healthgate::health::ProbeOutcome {
+    let mut connection = probe::HealthConnection::default();
+    probe::readiness(&mut connection, addr, "127.0.0.1", "/healthz", DEADLINE).await
+}
+
 async fn readiness(answer: Answer) -> healthgate::health::ProbeOutcome {
     let (addr, _) = endpoint(answer).await;
-    probe::readiness(
-        &mut probe::HealthConnection::default(),
-        addr,
-        "127.0.0.1",
-        "/healthz",
-        DEADLINE,
-    )
-    .await
+    probe_once(addr).await
 }
 
 #[tokio::test]
@@ -148,14 +147,7 @@ async fn ten_megabyte_answer_is_judged_by_status_without_reading_it_all() {
         size,
     })
     .await;
-    let outcome = probe::readiness(
-        &mut probe::HealthConnection::default(),
-        addr,
-        "127.0.0.1",
-        "/healthz",
-        DEADLINE,
-    )
-    .await;
+    let outcome = probe_once(addr).await;
     assert_eq!(outcome.result, ProbeResult::Success, "{outcome:?}");
 
     let prefix = r#"{"Faulty CAPPs" : ["big_1.0.0.car"], "padding": ""#;
@@ -165,14 +157,7 @@ async fn ten_megabyte_answer_is_judged_by_status_without_reading_it_all() {
         size,
     })
     .await;
-    let outcome = probe::readiness(
-        &mut probe::HealthConnection::default(),
-        addr,
-        "127.0.0.1",
-        "/healthz",
-        DEADLINE,
-    )
-    .await;
+    let outcome = probe_once(addr).await;
     assert_eq!(outcome.result, ProbeResult::Failure);
     assert_eq!(outcome.faulty_capps, ["big_1.0.0.car"]);
     // The probe stops reading at 64 KiB and closes: the writer cannot get all 10 MB out.
@@ -213,14 +198,7 @@ async fn not_http_and_oversized_heads_are_errors() {
 async fn refused_health_port_is_an_error() {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let outcome = probe::readiness(
-        &mut probe::HealthConnection::default(),
-        addr,
-        "127.0.0.1",
-        "/healthz",
-        DEADLINE,
-    )
-    .await;
+    let outcome = probe_once(addr).await;
     assert_eq!(outcome.result, ProbeResult::Error);
     assert!(outcome.reason.contains("connect"), "{}", outcome.reason);
 }

@@ -81,9 +81,12 @@ impl HealthConnection {
         }
     }
 
-    /// Keep `stream` for the next probe, if the process-wide budget allows.
-    fn keep(&mut self, addr: SocketAddr, stream: TcpStream) {
-        if let Some(slot) = KeptSlot::take() {
+    /// Keep `stream` (if the exchange left one reusable) for the next probe, if the
+    /// process-wide budget allows.
+    fn keep(&mut self, addr: SocketAddr, stream: Option<TcpStream>) {
+        if let Some(stream) = stream
+            && let Some(slot) = KeptSlot::take()
+        {
             self.idle = Some(Idle {
                 addr,
                 stream,
@@ -151,9 +154,7 @@ async fn get_unbounded(
         // A failure on a kept connection may only mean the node closed it a moment ago:
         // the probe is sent again on a fresh one, whose outcome is the verdict.
         if let Ok((answer, reusable)) = exchange(stream, addr, host, path).await {
-            if let Some(stream) = reusable {
-                connection.keep(addr, stream);
-            }
+            connection.keep(addr, reusable);
             return Ok(answer);
         }
     }
@@ -163,9 +164,7 @@ async fn get_unbounded(
     let _ = stream.set_nodelay(true);
     let _ = stream.set_zero_linger();
     let (answer, reusable) = exchange(stream, addr, host, path).await?;
-    if let Some(stream) = reusable {
-        connection.keep(addr, stream);
-    }
+    connection.keep(addr, reusable);
     Ok(answer)
 }
 

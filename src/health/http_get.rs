@@ -13,32 +13,15 @@
 //! - at most [`kept_limit`] connections are kept process-wide (a share of the open-file
 //!   limit); beyond it probes connect afresh each time.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use std::future::{Future, poll_fn};
+use super::answer::{self, Answer};
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A probe reads at most this much of an answer body (and buffers at most this much of its head).
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-/// An HTTP answer, cut at [`MAX_ANSWER_BYTES`].
-#[derive(Debug)]
-pub(super) struct Answer {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub truncated: bool,
-    /// The answer lets the connection carry another request (HTTP/1.1 without
-    /// `Connection: close`, or HTTP/1.0 with `keep-alive`).
-    keep_alive: bool,
-}
+pub use super::answer::MAX_ANSWER_BYTES;
 
 /// Why a GET gave no answer.
 #[derive(Debug)]
@@ -150,10 +133,11 @@ async fn get_unbounded(
     host: &str,
     path: &str,
 ) -> Result<Answer, String> {
+    let request = request(path, &host_header(host, addr.port()));
     if let Some(stream) = connection.take(addr) {
         // A failure on a kept connection may only mean the node closed it a moment ago:
         // the probe is sent again on a fresh one, whose outcome is the verdict.
-        if let Ok((answer, reusable)) = exchange(stream, addr, host, path).await {
+        if let Ok((answer, reusable)) = exchange(stream, &request).await {
             connection.keep(addr, reusable);
             return Ok(answer);
         }
@@ -163,105 +147,31 @@ async fn get_unbounded(
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_zero_linger();
-    let (answer, reusable) = exchange(stream, addr, host, path).await?;
+    let (answer, reusable) = exchange(stream, &request).await?;
     connection.keep(addr, reusable);
     Ok(answer)
 }
 
 /// One request and its answer on `stream`, and the stream back if it can carry another.
 async fn exchange(
-    stream: TcpStream,
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
+    mut stream: TcpStream,
+    request: &[u8],
 ) -> Result<(Answer, Option<TcpStream>), String> {
-    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_ANSWER_BYTES.max(8192))
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+    stream
+        .write_all(request)
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let request = http::Request::get(path)
-        .header(http::header::HOST, host_header(host, addr.port()))
-        .header(http::header::USER_AGENT, "healthgate")
-        .header(http::header::ACCEPT, "application/json")
-        .body(Empty::new())
-        .map_err(|e| format!("request: {e}"))?;
-    // The sender is moved in, so it is dropped when the answer is read: the connection then
-    // has nothing more to do and hands its socket back.
-    let exchange = async move {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("no valid answer: {e}"))?;
-        read_answer(response).await
-    };
-    // The connection future does the I/O. It runs in this task, not a spawned one.
-    let mut connection = pin!(connection.without_shutdown());
-    let mut exchange = pin!(exchange);
-    let mut connection_ended = false;
-    let answer = loop {
-        tokio::select! {
-            answer = &mut exchange => break answer?,
-            // An I/O error also fails the exchange, which then reports it.
-            _ = &mut connection, if !connection_ended => connection_ended = true,
-        }
-    };
-    if connection_ended || answer.truncated || !answer.keep_alive {
-        return Ok((answer, None));
-    }
-    // With the answer read and the sender gone, one poll finishes the connection's cycle; if
-    // it does not, or bytes beyond the answer arrived, the socket is not reused.
-    let parts = poll_fn(|cx| Poll::Ready(connection.as_mut().poll(cx))).await;
-    let reusable = match parts {
-        Poll::Ready(Ok(parts)) if parts.read_buf.is_empty() => Some(parts.io.into_inner()),
-        _ => None,
-    };
+        .map_err(|e| format!("sending the request: {e}"))?;
+    let answer = answer::read(&mut stream).await?;
+    let reusable = answer.reusable.then_some(stream);
     Ok((answer, reusable))
 }
 
-/// Status and body (cut at [`MAX_ANSWER_BYTES`]) of an answer.
-async fn read_answer(response: http::Response<Incoming>) -> Result<Answer, String> {
-    let status = response.status().as_u16();
-    let keep_alive = keeps_alive(&response);
-    let mut incoming = response.into_body();
-    let mut body = Vec::new();
-    let mut truncated = false;
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| format!("answer {status}, body: {e}"))?;
-        if let Some(data) = frame.data_ref() {
-            let room = MAX_ANSWER_BYTES - body.len();
-            if data.len() > room {
-                body.extend_from_slice(&data[..room]);
-                truncated = true;
-                break;
-            }
-            body.extend_from_slice(data);
-        }
-    }
-    Ok(Answer {
-        status,
-        body,
-        truncated,
-        keep_alive,
-    })
-}
-
-/// Whether an answer lets its connection carry another request.
-fn keeps_alive<B>(response: &http::Response<B>) -> bool {
-    let says = |token: &str| {
-        response
-            .headers()
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    match response.version() {
-        http::Version::HTTP_11 => !says("close"),
-        http::Version::HTTP_10 => says("keep-alive"),
-        _ => false,
-    }
+/// The probe's request, whole (one write).
+fn request(path: &str, host: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: healthgate\r\nAccept: application/json\r\n\r\n"
+    )
+    .into_bytes()
 }
 
 /// `Host` for a probe: an IPv6 literal goes in brackets (`[::1]:9201`).

@@ -1,5 +1,6 @@
 //! What health checking costs: healthgate polling 1000 and 5000 nodes at a 1 s readiness
-//! period (and 5 s liveness with a TCP connect), with no client traffic. Reports probes/s
+//! period (and 5 s liveness with, and again without, a TCP connect to the traffic port), with
+//! no client traffic. Reports probes/s
 //! (from healthgate's own `healthgate_probes_total`), CPU share of one core, resident memory
 //! now and at its peak (the `/metrics` scrapes the bench makes count, as Prometheus's would),
 //! memory per node over the 3-node baseline, and the idle RSS of the proxy.
@@ -72,8 +73,10 @@ fn run() -> Result<(), String> {
     for n in counts {
         let mut nodes = Nodes::loopback(n);
         (nodes.traffic_port, nodes.health_port) = (traffic_port, health_port);
-        rows.push(measure(&dir, &nodes, seconds)?);
+        rows.push(measure(&dir, &nodes, seconds, true)?);
         if n > 3 {
+            // Like for like with HAProxy's checks: no connects to the traffic ports.
+            rows.push(measure(&dir, &nodes, seconds, false)?);
             rows.push(measure_haproxy(&dir, &nodes, seconds)?);
         }
     }
@@ -98,15 +101,19 @@ fn start_sim(dir: &Workdir, traffic_port: u16, health_port: u16) -> Result<Proc,
     Ok(sim)
 }
 
-fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64) -> Result<Row, String> {
+/// healthgate probing `nodes`, with (`tcp`) or without the traffic-port connects.
+fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64, tcp: bool) -> Result<Row, String> {
     let n = nodes.ips.len();
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config = peers::healthgate_config(nodes, 1, free_port(), admin);
-    let path = dir.0.join(format!("healthgate-{n}.yaml"));
+    let mut config = peers::healthgate_config(nodes, 1, free_port(), admin);
+    if !tcp {
+        config = config.replacen("tcp: true", "tcp: false", 1);
+    }
+    let path = dir.0.join(format!("healthgate-{n}-{tcp}.yaml"));
     std::fs::write(&path, config).map_err(|e| e.to_string())?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_healthgate"));
     command.arg("--config").arg(&path).env("RUST_LOG", "warn");
-    let log = dir.0.join(format!("healthgate-{n}.log"));
+    let log = dir.0.join(format!("healthgate-{n}-{tcp}.log"));
     let mut proc = Proc::spawn("healthgate", command, &log)?;
     let metrics = || http_get(admin, "/metrics").map(|(_, m)| m);
     wait_until(Duration::from_secs(90), &format!("{n} nodes ready"), || {
@@ -129,7 +136,11 @@ fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64) -> Result<Row, String> {
         t0.elapsed().as_secs_f64(),
     );
     let row = Row {
-        who: "healthgate",
+        who: if tcp {
+            "healthgate"
+        } else {
+            "healthgate, no TCP check"
+        },
         nodes: n,
         // The two /metrics scrapes are inside the window; their cost is counted too.
         probes_per_s: (p1 - p0) / elapsed,
@@ -138,7 +149,8 @@ fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64) -> Result<Row, String> {
         peak_rss: peak_rss_bytes(proc.pid()),
     };
     eprintln!(
-        "  {n} nodes: {:.0} probes/s, {:.1}% of a core, RSS {:.1} MiB (peak {:.1} MiB)",
+        "  {}, {n} nodes: {:.0} probes/s, {:.1}% of a core, RSS {:.1} MiB (peak {:.1} MiB)",
+        row.who,
         row.probes_per_s,
         row.cpu_share * 100.0,
         mib(row.rss),
@@ -183,7 +195,8 @@ fn print_report(rows: &[Row], seconds: f64) {
     println!(
         "\nHealth checking, no client traffic. healthgate: readiness every 1 s on a kept \
          connection per node, liveness + TCP every 5 s (no /liveness GET while a node passes \
-         readiness). HAProxy: httpchk every 1 s on a fresh connection (rate as configured). \
+         readiness; \"no TCP check\": without the traffic-port connects, like for like with \
+         HAProxy's checks). HAProxy: httpchk every 1 s on a fresh connection (rate as configured). \
          CPU over {seconds} s; peak RSS includes start-up and the /metrics scrapes.\n"
     );
     println!(
@@ -197,7 +210,7 @@ fn print_report(rows: &[Row], seconds: f64) {
         .min_by_key(|r| r.nodes);
     for r in rows {
         let per_node = base
-            .filter(|b| b.nodes < r.nodes && r.who == b.who)
+            .filter(|b| b.nodes < r.nodes && r.who.starts_with(b.who))
             .map(|b| {
                 let extra = r.rss.saturating_sub(b.rss) as f64 / (r.nodes - b.nodes) as f64;
                 format!("{:.1} KiB", extra / 1024.0)

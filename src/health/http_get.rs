@@ -137,9 +137,12 @@ async fn get_unbounded(
     if let Some(stream) = connection.take(addr) {
         // A failure on a kept connection may only mean the node closed it a moment ago:
         // the probe is sent again on a fresh one, whose outcome is the verdict.
-        if let Ok((answer, reusable)) = exchange(stream, &request).await {
-            connection.keep(addr, reusable);
-            return Ok(answer);
+        match exchange(stream, &request).await {
+            Ok((answer, reusable)) => {
+                connection.keep(addr, reusable);
+                return Ok(answer);
+            }
+            Err(e) => log::debug!("{addr}{path}: kept connection failed ({e}); asking afresh"),
         }
     }
     let stream = TcpStream::connect(addr)

@@ -61,6 +61,11 @@ const BAD: &[(&str, &str, &str)] = &[
         ":2:11: liveness.period: must be greater than zero",
     ),
     (
+        "huge-duration",
+        "readiness:\n  initial_delay: 300000000000years\nnodes: [{host: h}]\n",
+        ":2:18: readiness.initial_delay: must be at most 7 days",
+    ),
+    (
         "timeout-over-period",
         "readiness:\n  period: 1s\n  timeout: 1500ms\nnodes: [{host: h}]\n",
         ":3:12: readiness.timeout: timeout 1s 500ms is longer than period 1s; probes would overlap",

@@ -55,10 +55,17 @@ pub(super) async fn read<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Answer,
         buf: Vec::with_capacity(1024),
         pos: 0,
     };
+    // Interim answers count against the head budget: a node cannot keep a probe reading
+    // `100 Continue` for its whole deadline.
+    let mut interim = 0;
     let head = loop {
         match parse_head(input.unread())? {
             Some(head) if (100..200).contains(&head.status) && head.status != 101 => {
                 input.pos += head.len;
+                interim += head.len;
+                if interim >= MAX_ANSWER_BYTES {
+                    return Err(format!("over {MAX_ANSWER_BYTES} bytes of interim answers"));
+                }
             }
             Some(head) => break head,
             None if input.unread().len() >= MAX_ANSWER_BYTES => {
@@ -109,10 +116,11 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
         let value = std::str::from_utf8(header.value).unwrap_or_default();
         let tokens = || value.split(',').map(str::trim);
         if header.name.eq_ignore_ascii_case("content-length") {
-            let n = value
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| format!("invalid Content-Length {value:?}"))?;
+            let digits = value.trim();
+            let n = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<usize>().ok())
+                .flatten()
+                .ok_or_else(|| format!("invalid Content-Length {value:?}"))?;
             if lengths.is_some_and(|m| m != n) {
                 return Err("conflicting Content-Length headers".into());
             }
@@ -136,9 +144,13 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
         len,
         status,
         framing,
-        // An answer with both framings may be smuggling: it is read, never reused.
-        keep_alive: !(chunked.is_some() && lengths.is_some())
-            && if http_11 { !close } else { keep_alive },
+        // An answer with both framings, or an HTTP/1.0 one with Transfer-Encoding, is framed
+        // faultily (RFC 9112 §6.1, §6.3): it is read, and the connection closed after it.
+        keep_alive: if http_11 {
+            !(close || chunked.is_some() && lengths.is_some())
+        } else {
+            keep_alive && chunked.is_none()
+        },
     }))
 }
 
@@ -185,10 +197,9 @@ impl<R: AsyncRead + Unpin> Input<'_, R> {
 
     /// Reads more bytes: false if the node closed the connection instead.
     async fn fill_or_end(&mut self) -> Result<bool, String> {
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
+        // Consumed bytes go, so the buffer holds at most what is still being parsed.
+        self.buf.drain(..self.pos);
+        self.pos = 0;
         if self.buf.len() == self.buf.capacity() {
             self.buf.reserve(self.buf.len().max(1024));
         }
@@ -218,8 +229,10 @@ impl<R: AsyncRead + Unpin> Input<'_, R> {
     /// Reads a chunked body and its trailers.
     async fn chunked(&mut self, body: &mut Body) -> Result<(), String> {
         loop {
+            // httparse reads an empty size line as 0: a size must have a digit.
+            let starts_with_digit = self.unread().first().is_some_and(u8::is_ascii_hexdigit);
             let size = match httparse::parse_chunk_size(self.unread()) {
-                Ok(Status::Complete((used, size))) => {
+                Ok(Status::Complete((used, size))) if starts_with_digit => {
                     self.pos += used;
                     usize::try_from(size).map_err(|_| "chunk size too large".to_string())?
                 }

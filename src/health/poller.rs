@@ -99,8 +99,12 @@ fn next_round(due: Instant, period: Duration, started: Instant) -> Instant {
     if due > not_before {
         return due;
     }
-    let periods = (not_before - due).as_nanos() / period.as_nanos().max(1) + 1;
-    due + period * u32::try_from(periods).unwrap_or(u32::MAX)
+    let step = period.as_nanos().max(1);
+    let ahead = ((not_before - due).as_nanos() / step + 1) * step;
+    u64::try_from(ahead)
+        .ok()
+        .and_then(|ahead| due.checked_add(Duration::from_nanos(ahead)))
+        .unwrap_or(not_before + period)
 }
 
 async fn poll_node(
@@ -254,5 +258,9 @@ mod tests {
         assert_eq!(next_round(due, PERIOD, due - 100 * MS), due + PERIOD);
         // A recheck 900 ms before it: the due round stays.
         assert_eq!(next_round(due, PERIOD, due - 900 * MS), due);
+        // A tiny period after a long freeze: still ahead, on the grid, no overflow.
+        let ns = Duration::from_nanos(1);
+        let late = due + Duration::from_secs(3 * 3600);
+        assert_eq!(next_round(due, ns, late), late + ns);
     }
 }

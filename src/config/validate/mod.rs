@@ -288,6 +288,10 @@ fn size(value: Option<&Spanned<ByteSize>>, path: &str) -> Rule<Option<u64>> {
     }
 }
 
+/// Longest duration any key takes: longer ones are typos (`5000years`), and every deadline
+/// computed from one stays far from `Instant`'s range.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn duration(
     value: Option<&Spanned<HumanDuration>>,
     path: &str,
@@ -297,6 +301,7 @@ fn duration(
     match value {
         None => Ok(default),
         Some(v) if v.value.0.is_zero() && !allow_zero => fail(v, path, "must be greater than zero"),
+        Some(v) if v.value.0 > MAX_DURATION => fail(v, path, "must be at most 7 days"),
         Some(v) => Ok(v.value.0),
     }
 }

@@ -62,7 +62,7 @@ async fn a_body_without_length_ends_with_the_connection_and_is_not_reusable() {
 
 #[tokio::test]
 async fn only_keep_alive_answers_are_reusable() {
-    let cases: [(&[u8], bool); 5] = [
+    let cases: [(&[u8], bool); 6] = [
         (
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             false,
@@ -75,6 +75,10 @@ async fn only_keep_alive_answers_are_reusable() {
         (
             b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n",
             true,
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            false,
         ),
         // Both framings: read by chunks, never trusted with another request.
         (
@@ -131,7 +135,8 @@ async fn malformed_answers_are_errors_with_a_reason() {
         b.resize(MAX_ANSWER_BYTES + 100, b'a');
         b
     };
-    let cases: [(&[u8], &str); 8] = [
+    let interim_flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_ANSWER_BYTES / 20);
+    let cases: [(&[u8], &str); 11] = [
         (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
@@ -155,6 +160,15 @@ async fn malformed_answers_are_errors_with_a_reason() {
             "not followed by CRLF",
         ),
         (&head_over_limit, "answer head over"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+            "invalid Content-Length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n\r\n\r\n",
+            "invalid chunk size",
+        ),
+        (&interim_flood, "interim answers"),
     ];
     for (bytes, reason) in cases {
         let error = read(&mut &bytes[..]).await.unwrap_err();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed (and reaped) when dropped.
+/// A child process stopped (SIGTERM, then SIGKILL) and reaped when dropped.
 pub struct Proc {
     /// What it is, for messages.
     pub name: String,
@@ -50,7 +50,20 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first: a master process (nginx's) then stops its workers, which a SIGKILL to
+    /// the master alone would leave running. SIGKILL if it is not gone within 3 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -39,7 +39,8 @@ enum Framing {
     UntilClose,
 }
 
-/// What the head of a final answer says.
+/// What the head of an answer says: how its body ends, and whether the connection may
+/// carry another request once the body is read.
 #[derive(Debug)]
 struct Head {
     len: usize,
@@ -76,12 +77,7 @@ pub(super) async fn read<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Answer,
     };
     input.pos += head.len;
     let mut body = Body::default();
-    let framing = if matches!(head.status, 101 | 204 | 304) {
-        Framing::Length(0)
-    } else {
-        head.framing
-    };
-    match framing {
+    match head.framing {
         Framing::Length(n) => input.copy(n, &mut body).await?,
         Framing::Chunked => input.chunked(&mut body).await?,
         Framing::UntilClose => input.until_close(&mut body).await?,
@@ -89,10 +85,7 @@ pub(super) async fn read<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Answer,
     let whole_and_alone = !body.truncated && input.unread().is_empty();
     Ok(Answer {
         status: head.status,
-        reusable: head.keep_alive
-            && head.status != 101
-            && framing != Framing::UntilClose
-            && whole_and_alone,
+        reusable: head.keep_alive && whole_and_alone,
         truncated: body.truncated,
         body: body.bytes,
     })
@@ -135,22 +128,25 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
         }
     }
     let framing = match (chunked, lengths) {
+        _ if matches!(status, 101 | 204 | 304) => Framing::Length(0),
         (Some(true), _) => Framing::Chunked,
         (Some(false), _) => Framing::UntilClose,
         (None, Some(n)) => Framing::Length(n),
         (None, None) => Framing::UntilClose,
     };
+    // An answer with both framings, or an HTTP/1.0 one with Transfer-Encoding, is framed
+    // faultily (RFC 9112 §6.1, §6.3): it is read, and the connection closed after it. So is
+    // one that ends with the connection, or switches protocols.
+    let says_keep_alive = if http_11 {
+        !(close || chunked.is_some() && lengths.is_some())
+    } else {
+        keep_alive && chunked.is_none()
+    };
     Ok(Some(Head {
         len,
         status,
         framing,
-        // An answer with both framings, or an HTTP/1.0 one with Transfer-Encoding, is framed
-        // faultily (RFC 9112 §6.1, §6.3): it is read, and the connection closed after it.
-        keep_alive: if http_11 {
-            !(close || chunked.is_some() && lengths.is_some())
-        } else {
-            keep_alive && chunked.is_none()
-        },
+        keep_alive: says_keep_alive && status != 101 && framing != Framing::UntilClose,
     }))
 }
 

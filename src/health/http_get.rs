@@ -21,8 +21,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-pub use super::answer::MAX_ANSWER_BYTES;
-
 /// Why a GET gave no answer.
 #[derive(Debug)]
 pub(super) enum GetError {

@@ -4,9 +4,10 @@
 //! most [`MAX_ANSWER_BYTES`] of the answer, and reports every outcome as a value: a malformed
 //! or hostile answer is a failed probe with a reason, never a panic.
 
+pub use super::answer::MAX_ANSWER_BYTES;
 use super::body;
+pub use super::http_get::HealthConnection;
 use super::http_get::{GetError, get};
-pub use super::http_get::{HealthConnection, MAX_ANSWER_BYTES};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::health::answer::MAX_ANSWER_BYTES;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

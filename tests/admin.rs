@@ -157,3 +157,93 @@ async fn initial_delay_is_honoured() {
     assert!(nodes[0].health_requests() > 0, "served before a probe");
     proxy.wait_ready(1).await;
 }
+
+/// `/metrics` is written as it is rendered: chunked to an HTTP/1.1 client, ended by closing
+/// the connection for HTTP/1.0, header only for HEAD (and the connection serves on). Every
+/// form carries the same series, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_streamed_with_framing_for_every_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let nodes = start_nodes(2);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(2).await;
+
+    let response = proxy
+        .client
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    assert!(response.headers().get("content-length").is_none());
+    let chunked = response.text().await.unwrap();
+
+    let mut http10 = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();
+    http10
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let read = http10.read_to_string(&mut answer);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an HTTP/1.0 scrape ends with the connection")
+        .unwrap();
+    let (head, closed) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+
+    // Both parse whole and name the same series (their values move between scrapes).
+    let series = |text: &str| -> Vec<String> {
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("the scrape parses");
+        let mut names: Vec<String> = scrape
+            .samples
+            .iter()
+            .map(|s| {
+                let labels: std::collections::BTreeMap<_, _> = s.labels.iter().collect();
+                format!("{}{labels:?}", s.metric)
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let names = series(&chunked);
+    assert!(names.len() >= 90, "{} series", names.len());
+    assert_eq!(names, series(closed));
+    let last = "healthgate_upstream_connect_failures_total{node=\"mi-2\"} 0";
+    assert!(chunked.ends_with(&format!("{last}\n")), "cut short");
+
+    let mut kept = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();
+    kept.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut byte));
+        assert_eq!(read.await.expect("the HEAD answer").unwrap(), 1, "closed");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = String::new();
+    let read = kept.read_to_string(&mut rest);
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the next answer")
+        .unwrap();
+    assert!(
+        rest.starts_with("HTTP/1.1 200") && rest.ends_with("ready: 2 node(s)\n"),
+        "a HEAD answer carried a body, or the connection did not serve on: {rest:?}"
+    );
+}

@@ -112,13 +112,14 @@ impl Metrics {
         self.nodes.set(series);
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(16 * 1024 + self.nodes.expected_len());
-        if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
+    /// The Prometheus text exposition of every metric, in pieces of about `piece_bytes`:
+    /// the process-wide metrics first, then the per-node families (see
+    /// `NodeMetrics::pieces` for why a scrape is not one buffer).
+    pub fn exposition(&self, piece_bytes: usize) -> impl Iterator<Item = String> + Send + use<> {
+        let mut head = String::new();
+        if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut head) {
             log::error!("metrics encoding failed: {e}");
         }
-        self.nodes.render(&mut out);
-        out.into_bytes()
+        std::iter::once(head).chain(self.nodes.pieces(piece_bytes))
     }
 }

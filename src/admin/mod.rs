@@ -14,11 +14,24 @@ pub use status::{NodeStatus, Status};
 
 use crate::cluster::Cluster;
 use async_trait::async_trait;
-use http::{Method, Response, StatusCode, header};
-use pingora::apps::http_app::ServeHttp;
+use http::{Method, Response, StatusCode, Version, header};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// Bytes of metrics text written at a time: a scrape holds one piece, not the whole text.
+const METRICS_PIECE_BYTES: usize = 64 * 1024;
+
+/// How a request is answered.
+enum Answer {
+    /// A response built whole (every endpoint's answer is small, except the metrics).
+    Whole(Response<Vec<u8>>),
+    /// `/metrics`, written piece by piece as it is rendered; `head`: the header only.
+    Metrics { head: bool },
+}
 
 /// Serves the admin endpoints from the cluster's live state.
 pub struct AdminApp {
@@ -68,20 +81,19 @@ impl AdminApp {
     }
 
     /// Route one read-only request.
-    fn route(&self, method: &Method, path: &str) -> Response<Vec<u8>> {
+    fn route(&self, method: &Method, path: &str) -> Answer {
         if method != Method::GET && method != Method::HEAD {
-            return reply(
+            return Answer::Whole(reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
                 b"GET only\n".to_vec(),
-            );
+            ));
         }
-        match path {
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.cluster.metrics().render(),
-            ),
+        let whole = match path {
+            "/metrics" => {
+                let head = method == Method::HEAD;
+                return Answer::Metrics { head };
+            }
             "/status" => {
                 let body = serde_json::to_vec_pretty(&Status::of(&self.cluster))
                     .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
@@ -110,8 +122,78 @@ impl AdminApp {
             }
             "/liveness" => reply(StatusCode::OK, "text/plain", b"alive\n".to_vec()),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        };
+        Answer::Whole(whole)
+    }
+
+    /// The answer to the request just read.
+    fn answer(&self, session: &ServerSession) -> Answer {
+        let request = session.req_header();
+        let method = request.method.clone();
+        let path = request.uri.path();
+        if let Some((name, action)) = operator::parse(path) {
+            if method != Method::POST {
+                return Answer::Whole(reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    b"POST only\n".to_vec(),
+                ));
+            }
+            let authorization = request
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            return Answer::Whole(self.operate(name, action, client, authorization));
+        }
+        match self.route(&method, path) {
+            Answer::Whole(mut response) if method == Method::HEAD => {
+                response.body_mut().clear();
+                Answer::Whole(response)
+            }
+            answer => answer,
         }
     }
+
+    /// Write the metrics as they are rendered, one piece at a time.
+    async fn write_metrics(&self, session: &mut ServerSession, head: bool) -> pingora::Result<()> {
+        let mut header = ResponseHeader::build(StatusCode::OK, Some(4))?;
+        header.insert_header(header::CONTENT_TYPE, "text/plain; version=0.0.4")?;
+        header.insert_header(header::CACHE_CONTROL, "no-store")?;
+        // The length is known only once everything is rendered: chunked for HTTP/1.1
+        // (a cut scrape is then detectable), else the body ends with the connection.
+        if session.req_header().version == Version::HTTP_11 {
+            header.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        } else {
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(header)).await?;
+        if head {
+            return Ok(());
+        }
+        for piece in self.cluster.metrics().exposition(METRICS_PIECE_BYTES) {
+            session.write_response_body(piece.into(), false).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Write a response built whole.
+async fn write_whole(
+    session: &mut ServerSession,
+    response: Response<Vec<u8>>,
+) -> pingora::Result<()> {
+    let (parts, body) = response.into_parts();
+    session
+        .write_response_header(Box::new(parts.into()))
+        .await?;
+    if !body.is_empty() {
+        session.write_response_body(body.into(), true).await?;
+    }
+    Ok(())
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -130,35 +212,40 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
     response
 }
 
+/// Pingora's `ServeHttp` would be simpler, but it wants every body whole, and the
+/// metrics of 5000 nodes are ~29 MB of text: this is its loop with a streamed `/metrics`.
 #[async_trait]
-impl ServeHttp for AdminApp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let request = session.req_header();
-        let method = request.method.clone();
-        let path = request.uri.path().to_string();
-        if let Some((name, action)) = operator::parse(&path) {
-            if method != Method::POST {
-                return reply(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "text/plain",
-                    b"POST only\n".to_vec(),
-                );
+impl HttpServerApp for AdminApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                log::debug!("admin: reading a request failed: {e}");
+                return None;
             }
-            let authorization = request
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let client = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
-            return self.operate(name, action, client, authorization.as_deref());
         }
-        let mut response = self.route(&method, &path);
-        if method == Method::HEAD {
-            response.body_mut().clear();
+        // As `ServeHttp`: idle keep-alive for 60 s, none once the server is stopping.
+        session.set_keepalive((!*shutdown.borrow()).then_some(60));
+        let written = match self.answer(&session) {
+            Answer::Whole(response) => write_whole(&mut session, response).await,
+            Answer::Metrics { head } => self.write_metrics(&mut session, head).await,
+        };
+        if let Err(e) = written {
+            log::debug!("admin: answering {} failed: {e}", session.request_summary());
+            return None;
         }
-        response
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(e) => {
+                log::debug!("admin: finishing an answer failed: {e}");
+                None
+            }
+        }
     }
 }

@@ -158,47 +158,49 @@ async fn initial_delay_is_honoured() {
     proxy.wait_ready(1).await;
 }
 
-/// `/metrics` is written as it is rendered: chunked to an HTTP/1.1 client, ended by closing
-/// the connection for HTTP/1.0, header only for HEAD (and the connection serves on). Every
-/// form carries the same series, whole.
+/// `/metrics` is written as it is rendered: chunked to an HTTP/1.1 client (several chunks
+/// once the text passes one 64 KiB piece), ended by closing the connection for HTTP/1.0,
+/// header only for HEAD (and the connection serves on). Every form carries the same
+/// series, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_streamed_with_framing_for_every_client() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let nodes = start_nodes(2);
-    let proxy = ProxyConfig::new(&nodes).start().await;
+    // Nodes nobody listens for still have every series: ~6 KB each, 150 KB together.
+    let mut config = ProxyConfig::new(&nodes);
+    for i in 1..=24 {
+        let gone = std::net::SocketAddr::from(([127, 0, 9, i], 1));
+        config = config.node(&format!("gone-{i}"), gone, gone);
+    }
+    let proxy = config.start().await;
     proxy.wait_ready(2).await;
 
-    let response = proxy
-        .client
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["transfer-encoding"], "chunked");
-    assert!(response.headers().get("content-length").is_none());
-    let chunked = response.text().await.unwrap();
+    let admin = proxy.admin;
+    let exchange = |request: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the answer ends with the connection")
+            .unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        (head.to_ascii_lowercase(), body.to_string())
+    };
+    let (head, chunked) =
+        exchange("GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    let (chunks, text) = dechunk(&chunked);
+    assert!(chunks >= 3, "{chunks} chunk(s): not written piece by piece");
 
-    let mut http10 = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();
-    http10
-        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    let read = http10.read_to_string(&mut answer);
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("an HTTP/1.0 scrape ends with the connection")
-        .unwrap();
-    let (head, closed) = answer.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains("connection: close"),
-        "{head}"
-    );
-    assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding"),
-        "{head}"
-    );
+    let (head, closed) = exchange("GET /metrics HTTP/1.0\r\n\r\n").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
 
     // Both parse whole and name the same series (their values move between scrapes).
     let series = |text: &str| -> Vec<String> {
@@ -215,11 +217,11 @@ async fn metrics_are_streamed_with_framing_for_every_client() {
         names.sort();
         names
     };
-    let names = series(&chunked);
-    assert!(names.len() >= 90, "{} series", names.len());
-    assert_eq!(names, series(closed));
-    let last = "healthgate_upstream_connect_failures_total{node=\"mi-2\"} 0";
-    assert!(chunked.ends_with(&format!("{last}\n")), "cut short");
+    let names = series(&text);
+    assert!(names.len() >= 26 * 35, "{} series", names.len());
+    assert_eq!(names, series(&closed));
+    let last = "healthgate_upstream_connect_failures_total{node=\"gone-24\"} 0";
+    assert!(text.ends_with(&format!("{last}\n")), "cut short");
 
     let mut kept = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();
     kept.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
@@ -246,4 +248,22 @@ async fn metrics_are_streamed_with_framing_for_every_client() {
         rest.starts_with("HTTP/1.1 200") && rest.ends_with("ready: 2 node(s)\n"),
         "a HEAD answer carried a body, or the connection did not serve on: {rest:?}"
     );
+}
+
+/// The number of data chunks in a chunked body, and their data; panics if malformed.
+fn dechunk(mut body: &str) -> (usize, String) {
+    let (mut chunks, mut data) = (0, String::new());
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size, 16).expect("a hex chunk size");
+        if size == 0 {
+            assert_eq!(rest, "\r\n", "the body ends after the last chunk");
+            return (chunks, data);
+        }
+        data.push_str(&rest[..size]);
+        body = rest[size..]
+            .strip_prefix("\r\n")
+            .expect("CRLF after the chunk");
+        chunks += 1;
+    }
 }

@@ -174,16 +174,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 /// The data of a chunked body (healthgate's `/metrics` is chunked); `None` if malformed.
-fn dechunk(mut body: &str) -> Option<String> {
-    let mut data = String::new();
+fn dechunk(body: &str) -> Option<String> {
+    // Sizes count bytes, and a chunk may end inside a UTF-8 character: cut bytes.
+    let (mut body, mut data) = (body.as_bytes(), Vec::new());
     loop {
-        let (size, rest) = body.split_once("\r\n")?;
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[..line_end]).ok()?;
         let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
         if size == 0 {
-            return Some(data);
+            return String::from_utf8(data).ok();
         }
-        data.push_str(rest.get(..size)?);
-        body = rest.get(size..)?.strip_prefix("\r\n")?;
+        let rest = &body[line_end + 2..];
+        data.extend_from_slice(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix(b"\r\n")?;
     }
 }
 

@@ -239,7 +239,8 @@ impl NodeMetrics {
             nodes: nodes.clone(),
             family: 0,
             next_node: 0,
-            piece_bytes,
+            // At least one byte: a piece of 0 would never move on.
+            piece_bytes: piece_bytes.max(1),
         }
     }
 }

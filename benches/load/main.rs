@@ -201,7 +201,7 @@ fn run() -> Result<(), String> {
         o.connections, o.seconds, o.warmup, o.rounds
     );
     println!("{report}");
-    let mut healthgate_rps = Vec::new();
+    let mut medians = Vec::new();
     for s in SCENARIOS {
         if o.only
             .as_ref()
@@ -209,32 +209,14 @@ fn run() -> Result<(), String> {
         {
             continue;
         }
-        let (section, rps) = scenario(&dir, s, &o)?;
+        let (section, of_targets) = scenario(&dir, s, &o)?;
         print!("{section}");
         report.push_str(&section);
-        healthgate_rps.push((s.name, rps));
+        medians.push((s.name, of_targets));
     }
-    let rps_of = |name: &str| {
-        healthgate_rps
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, r)| *r)
-    };
-    if let Some(three) = rps_of("get-1thread") {
-        let mut line = String::from("\nhealthgate throughput against the 3-node run:");
-        let mut any = false;
-        for many in ["nodes-100", "nodes-1000"] {
-            if let Some(r) = rps_of(many) {
-                let _ = write!(line, " {many} {:.2}×", r / three);
-                any = true;
-            }
-        }
-        if any {
-            println!("{line}");
-            report.push_str(&line);
-            report.push('\n');
-        }
-    }
+    let growth = node_count_growth(&medians);
+    print!("{growth}");
+    report.push_str(&growth);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     std::fs::write(out.join("load.md"), &report).map_err(|e| e.to_string())?;
@@ -242,8 +224,46 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Run one scenario: its table, and healthgate's median requests/s.
-fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, f64), String> {
+/// One target's medians in one scenario.
+struct Medians {
+    target: Target,
+    rps: f64,
+    cpu_per_100k: f64,
+}
+
+/// How each proxy's requests/s and CPU per request change from 3 nodes (`get-1thread`) to
+/// 100 and 1000: the proxy's own CPU shows its cost growing apart from the backend's.
+fn node_count_growth(medians: &[(&str, Vec<Medians>)]) -> String {
+    let of = |scenario: &str, target: Target| {
+        let (_, all) = medians.iter().find(|(name, _)| *name == scenario)?;
+        all.iter().find(|m| m.target == target)
+    };
+    let mut out = String::new();
+    for target in PROXIES {
+        let Some(three) = of("get-1thread", *target) else {
+            continue;
+        };
+        for many in ["nodes-100", "nodes-1000"] {
+            if let Some(m) = of(many, *target) {
+                let _ = writeln!(
+                    out,
+                    "{} {many} against 3 nodes: requests/s {:.2}×, CPU per request {:.2}×",
+                    target.label(),
+                    m.rps / three.rps,
+                    m.cpu_per_100k / three.cpu_per_100k
+                );
+            }
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\n{out}")
+    }
+}
+
+/// Run one scenario: its table, and every target's medians.
+fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Medians>), String> {
     let nodes = Nodes::loopback(s.nodes);
     let backend = match s.backend {
         Backend::Nginx => peers::nginx_backend(dir, &nodes)?,
@@ -300,11 +320,17 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, f64), S
     }
     drop(running);
     drop(backend);
-    let healthgate = s.targets.iter().position(|t| *t == Target::Healthgate);
-    let rps = healthgate.map_or(f64::NAN, |i| {
-        median(samples[i].iter().map(|x| x.m.rps).collect())
-    });
-    Ok((table(s, &samples, s.targets), rps))
+    let medians = s
+        .targets
+        .iter()
+        .zip(&samples)
+        .map(|(&target, of_target)| Medians {
+            target,
+            rps: median(of_target.iter().map(|x| x.m.rps).collect()),
+            cpu_per_100k: median(of_target.iter().map(|x| x.cpu_per_100k).collect()),
+        })
+        .collect();
+    Ok((table(s, &samples, s.targets), medians))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

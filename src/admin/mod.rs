@@ -160,17 +160,17 @@ impl AdminApp {
 
     /// Write the metrics as they are rendered, one piece at a time.
     async fn write_metrics(&self, session: &mut ServerSession, head: bool) -> pingora::Result<()> {
-        let mut header = ResponseHeader::build(StatusCode::OK, Some(4))?;
-        header.insert_header(header::CONTENT_TYPE, "text/plain; version=0.0.4")?;
-        header.insert_header(header::CACHE_CONTROL, "no-store")?;
+        let mut response = ResponseHeader::build(StatusCode::OK, Some(4))?;
+        response.insert_header(header::CONTENT_TYPE, "text/plain; version=0.0.4")?;
+        response.insert_header(header::CACHE_CONTROL, "no-store")?;
         // The length is known only once everything is rendered: chunked for HTTP/1.1
         // (a cut scrape is then detectable), else the body ends with the connection.
         if session.req_header().version == Version::HTTP_11 {
-            header.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+            response.insert_header(header::TRANSFER_ENCODING, "chunked")?;
         } else {
             session.set_keepalive(None);
         }
-        session.write_response_header(Box::new(header)).await?;
+        session.write_response_header(Box::new(response)).await?;
         if head {
             return Ok(());
         }

@@ -128,38 +128,42 @@ async fn poll_node(
         // A reload may have changed the settings: each round uses the latest.
         let settings = cluster.probe_settings();
         let (r, l) = (&settings.readiness, &settings.liveness);
-        tokio::select! {
+        // The select only says which round is due; the rounds run after it.
+        let readiness_due = tokio::select! {
             _ = shutdown.changed() => {
                 if shutdown.has_changed().is_err() || *shutdown.borrow() {
                     return;
                 }
+                continue;
             }
             // Each round is due a period after the previous one was: a probe that waits
             // out its timeout does not stretch the period (a hung node is out after
             // failure_threshold periods, not that many periods plus timeouts).
-            _ = sleep_until(next_readiness) => {
-                let started = Instant::now();
-                let passed = Box::pin(readiness_round(&cluster, id, r, &mut connection)).await;
-                passed_readiness = passed.then_some(started);
-                next_readiness = next_round(next_readiness, r.period, started);
-            }
-            _ = cluster.recheck_requested(id) => {
-                let started = Instant::now();
-                let passed = Box::pin(readiness_round(&cluster, id, r, &mut connection)).await;
-                passed_readiness = passed.then_some(started);
-                next_readiness = next_round(next_readiness, r.period, started);
-            }
-            _ = sleep_until(next_liveness) => {
-                let started = Instant::now();
-                // A ready node whose `/healthz` said 200 within the liveness period has
-                // shown what `/liveness` would (its process answers): asking again would
-                // tell its state machine nothing (a readiness pass already cleared its
-                // liveness failures), so only the traffic-port connect, if any, is made.
-                let shown_alive = cluster.state(id) == Some(NodeState::Ready)
-                    && passed_readiness.is_some_and(|at| started - at < l.period);
-                Box::pin(liveness_round(&cluster, id, l, &mut connection, shown_alive)).await;
-                next_liveness = next_round(next_liveness, l.period, started);
-            }
+            _ = sleep_until(next_readiness) => true,
+            _ = cluster.recheck_requested(id) => true,
+            _ = sleep_until(next_liveness) => false,
+        };
+        let started = Instant::now();
+        if readiness_due {
+            let passed = Box::pin(readiness_round(&cluster, id, r, &mut connection)).await;
+            passed_readiness = passed.then_some(started);
+            next_readiness = next_round(next_readiness, r.period, started);
+        } else {
+            // A ready node whose `/healthz` said 200 within the liveness period has shown
+            // what `/liveness` would (its process answers): asking again would tell its
+            // state machine nothing (a readiness pass already cleared its liveness
+            // failures), so only the traffic-port connect, if any, is made.
+            let shown_alive = cluster.state(id) == Some(NodeState::Ready)
+                && passed_readiness.is_some_and(|at| started - at < l.period);
+            Box::pin(liveness_round(
+                &cluster,
+                id,
+                l,
+                &mut connection,
+                shown_alive,
+            ))
+            .await;
+            next_liveness = next_round(next_liveness, l.period, started);
         }
     }
 }

@@ -1,13 +1,19 @@
-//! Side-by-side load comparison: direct to a backend, HAProxy, NGINX and healthgate, measured
-//! in one run, interleaved A/B/A/B over several rounds, with the same worker threads, the same
-//! connections and the same load tool (`wrk`).
+//! Side-by-side load comparison: direct to a backend, HAProxy, NGINX, healthgate and a bare
+//! forwarder (the floor, `floor.rs`), measured in one run, interleaved A/B/A/B over several
+//! rounds, with the same worker threads, the same connections and the same load tool (`wrk`).
 //!
 //! Run: `scripts/bench.sh` (installs nginx, haproxy and wrk if missing), or
 //! `cargo bench --bench load -- [--quick] [--rounds N] [--seconds S] [--only NAME,…]`.
 //! Prints, per scenario, the medians of requests/s, p50/p99/p99.9 latency and CPU seconds per
-//! 100k requests, and the ratios healthgate/HAProxy and healthgate/direct; writes the same as
-//! Markdown to `target/bench/load.md`.
+//! 100k requests, and the ratios of healthgate to HAProxy, the direct connection and the floor;
+//! writes the same as Markdown to `target/bench/load.md`.
 
+// The floor forwarder runs inside this binary; it gets healthgate's allocator so the two
+// compare like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod floor;
 mod peers;
 #[allow(dead_code)] // shared with benches/health_cost.rs, which uses the rest
 mod procs;
@@ -34,6 +40,7 @@ enum Target {
     Haproxy,
     Nginx,
     Healthgate,
+    Floor,
 }
 
 impl Target {
@@ -43,6 +50,7 @@ impl Target {
             Target::Haproxy => "HAProxy 2.6",
             Target::Nginx => "NGINX",
             Target::Healthgate => "healthgate",
+            Target::Floor => "floor (bare forwarder)",
         }
     }
 }
@@ -62,8 +70,14 @@ const ALL: &[Target] = &[
     Target::Haproxy,
     Target::Nginx,
     Target::Healthgate,
+    Target::Floor,
 ];
-const PROXIES: &[Target] = &[Target::Haproxy, Target::Nginx, Target::Healthgate];
+const PROXIES: &[Target] = &[
+    Target::Haproxy,
+    Target::Nginx,
+    Target::Healthgate,
+    Target::Floor,
+];
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -173,7 +187,7 @@ struct Running {
     target: Target,
     addr: SocketAddr,
     pid: u32,
-    _proc: Option<Proc>,
+    proc: Option<Proc>,
 }
 
 /// A measured run with the CPU the target spent on it.
@@ -184,6 +198,14 @@ struct Sample {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(floor::ARG) {
+        if let Err(e) = floor::main(&args[2..]) {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);
@@ -278,6 +300,7 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
             Target::Haproxy => Some(peers::haproxy(dir, &nodes, s.threads, port)?),
             Target::Nginx => Some(peers::nginx_proxy(dir, &nodes, s.threads, port)?),
             Target::Healthgate => Some(peers::healthgate(dir, &nodes, s.threads, port)?),
+            Target::Floor => Some(floor::start(dir, &nodes, s.threads, port)?),
         };
         let (addr, pid) = match &proc {
             Some(p) => (addr, p.pid()),
@@ -287,7 +310,7 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
             target,
             addr,
             pid,
-            _proc: proc,
+            proc,
         });
     }
     let load = Load {
@@ -301,6 +324,14 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
         for k in 0..running.len() {
             let i = (k + round) % running.len();
             let r = &running[i];
+            // The others are stopped while one is measured: HAProxy's and healthgate's health
+            // checks (2000 probes/s at 1000 nodes, with the backend's answers) would
+            // otherwise take CPU from whichever target is measured.
+            for (j, other) in running.iter().enumerate() {
+                if let Some(proc) = &other.proc {
+                    proc.set_paused(j != i);
+                }
+            }
             wrk::run(&dir.0, r.addr, load, Duration::from_secs_f64(o.warmup))?;
             let before = cpu_seconds(r.pid);
             let m = wrk::run(&dir.0, r.addr, load, Duration::from_secs_f64(o.seconds))?;
@@ -317,6 +348,9 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
             );
             samples[i].push(Sample { m, cpu_per_100k });
         }
+    }
+    for proc in running.iter().filter_map(|r| r.proc.as_ref()) {
+        proc.set_paused(false);
     }
     drop(running);
     drop(backend);
@@ -390,7 +424,10 @@ fn table(s: &Scenario, samples: &[Vec<Sample>], targets: &[Target]) -> String {
         out.push_str(". ");
     }
     if let (Some(h), Some(d)) = (get(&rps, Target::Healthgate), get(&rps, Target::Direct)) {
-        let _ = write!(out, "healthgate/direct: throughput {:.2}×.", h / d);
+        let _ = write!(out, "healthgate/direct: throughput {:.2}×. ", h / d);
+    }
+    if let (Some(h), Some(f)) = (get(&rps, Target::Healthgate), get(&rps, Target::Floor)) {
+        let _ = write!(out, "healthgate/floor: throughput {:.2}×.", h / f);
     }
     out.push('\n');
     out

@@ -56,7 +56,8 @@ impl Workdir {
         Ok(path)
     }
 
-    fn log(&self, name: &str) -> PathBuf {
+    /// Where the process `name` writes its output.
+    pub fn log(&self, name: &str) -> PathBuf {
         self.0.join(format!("{name}.log"))
     }
 }
@@ -225,7 +226,8 @@ pub fn healthgate_config(nodes: &Nodes, threads: usize, port: u16, admin: Socket
     yaml
 }
 
-fn wait_for_proxy(port: u16, proc: &mut Proc, log: &Path) -> Result<(), String> {
+/// Wait until the proxy on `port` answers `/` with 200, or fail with its log.
+pub fn wait_for_proxy(port: u16, proc: &mut Proc, log: &Path) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let result = wait_until(
         Duration::from_secs(20),

@@ -36,6 +36,16 @@ impl Proc {
         self.child.id()
     }
 
+    /// Stop the process (SIGSTOP) or let it go on (SIGCONT). Only this process: a master's
+    /// workers run on.
+    pub fn set_paused(&self, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let _ = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+
     /// Fail if the process already exited (a bad config, a taken port).
     pub fn check_running(&mut self, log: &Path) -> Result<(), String> {
         match self.child.try_wait() {

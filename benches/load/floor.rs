@@ -1,0 +1,272 @@
+//! The floor: the least an HTTP/1.1 keep-alive forwarder does per request, measured beside the
+//! proxies so every run shows what this machine, tokio and the kernel allow a proxy.
+//!
+//! Not a proxy one could run: requests are read with `httparse`, `X-Forwarded-For` is added,
+//! `Connection` is dropped, nodes are taken in round robin with a pool of idle connections,
+//! and bodies must be framed by `Content-Length` (nginx's and mi-sim's are). No timeouts, no
+//! chunked bodies, no retries, no health checks. A connection it cannot serve is closed.
+//!
+//! The harness runs it as a child process by starting its own binary with
+//! `--floor-forwarder THREADS LISTEN NODE…`, so its CPU time is counted like the others'.
+//! Each thread runs a current-thread runtime (as healthgate's workers do) and accepts on the
+//! same listening socket.
+
+use super::peers::{Nodes, Workdir, wait_for_proxy};
+use super::procs::Proc;
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::rc::Rc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The argument that turns the bench binary into the forwarder.
+pub const ARG: &str = "--floor-forwarder";
+
+/// Headers a request or response may carry; more is an error, as it is for a real proxy.
+const MAX_HEADERS: usize = 64;
+
+/// Start the floor over `nodes` with `threads` threads on `port`: this bench binary again, as a
+/// child process.
+pub fn start(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Result<Proc, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the bench binary: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .arg(ARG)
+        .arg(threads.to_string())
+        .arg(format!("127.0.0.1:{port}"))
+        .args(
+            nodes
+                .ips
+                .iter()
+                .map(|ip| format!("{ip}:{}", nodes.traffic_port)),
+        );
+    let mut proc = Proc::spawn("floor", command, &dir.log("floor"))?;
+    wait_for_proxy(port, &mut proc, &dir.log("floor"))?;
+    Ok(proc)
+}
+
+/// Run the forwarder with `args` (after [`ARG`]): `THREADS LISTEN NODE…`. Never returns
+/// unless the arguments are wrong.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let [threads, listen, nodes @ ..] = args else {
+        return Err(format!("usage: {ARG} THREADS LISTEN NODE…"));
+    };
+    let threads: usize = threads.parse().map_err(|e| format!("threads: {e}"))?;
+    let nodes: Vec<SocketAddr> = nodes
+        .iter()
+        .map(|n| n.parse().map_err(|e| format!("node {n}: {e}")))
+        .collect::<Result<_, _>>()?;
+    if nodes.is_empty() {
+        return Err("no nodes".into());
+    }
+    let listener = std::net::TcpListener::bind(listen.as_str()).map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let listener = listener.try_clone().map_err(|e| e.to_string())?;
+            let nodes = nodes.clone();
+            Ok(std::thread::spawn(move || worker(listener, nodes)))
+        })
+        .collect::<Result<_, String>>()?;
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+/// One worker thread: its own runtime and its own pool, like a healthgate worker.
+fn worker(listener: std::net::TcpListener, nodes: Vec<SocketAddr>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = TcpListener::from_std(listener).expect("register the listener");
+        let pool = Rc::new(RefCell::new(Pool::new(nodes)));
+        loop {
+            let Ok((client, peer)) = listener.accept().await else {
+                continue;
+            };
+            let pool = pool.clone();
+            tokio::task::spawn_local(async move {
+                let _ = serve(client, peer, &pool).await;
+            });
+        }
+    });
+}
+
+/// Idle upstream connections per node, and the round-robin cursor.
+struct Pool {
+    nodes: Vec<SocketAddr>,
+    idle: Vec<Vec<TcpStream>>,
+    next: usize,
+}
+
+impl Pool {
+    fn new(nodes: Vec<SocketAddr>) -> Pool {
+        let idle = nodes.iter().map(|_| Vec::new()).collect();
+        Pool {
+            nodes,
+            idle,
+            next: 0,
+        }
+    }
+
+    /// The next node in turn, and an idle connection to it if there is one.
+    fn take(&mut self) -> (usize, Option<TcpStream>) {
+        let i = self.next % self.nodes.len();
+        self.next = self.next.wrapping_add(1);
+        (i, self.idle[i].pop())
+    }
+}
+
+/// Serve one client connection until it closes or sends something the floor cannot forward.
+async fn serve(mut client: TcpStream, peer: SocketAddr, pool: &RefCell<Pool>) -> io::Result<()> {
+    client.set_nodelay(true)?;
+    let forwarded_for = peer.ip().to_string();
+    let mut request = Vec::with_capacity(8192);
+    let mut upstream_request = Vec::with_capacity(8192);
+    let mut response = Vec::with_capacity(8192);
+    loop {
+        let Some(head) = read_head(&mut client, &mut request).await? else {
+            return Ok(());
+        };
+        let asked = rewrite_request(&request[..head], &forwarded_for, &mut upstream_request)?;
+        let body = asked.body;
+        read_to(&mut client, &mut request, head + body).await?;
+        upstream_request.extend_from_slice(&request[head..head + body]);
+        request.drain(..head + body);
+
+        let (node, idle) = pool.borrow_mut().take();
+        let mut upstream = match idle {
+            Some(connection) => connection,
+            None => {
+                let addr = pool.borrow().nodes[node];
+                let connection = TcpStream::connect(addr).await?;
+                connection.set_nodelay(true)?;
+                connection
+            }
+        };
+        upstream.write_all(&upstream_request).await?;
+        response.clear();
+        let Some(head) = read_head(&mut upstream, &mut response).await? else {
+            return Err(io::Error::other("the node closed before answering"));
+        };
+        let body = response_body_length(&response[..head])?;
+        read_to(&mut upstream, &mut response, head + body).await?;
+        client.write_all(&response[..head + body]).await?;
+        pool.borrow_mut().idle[node].push(upstream);
+        if asked.close {
+            return Ok(());
+        }
+    }
+}
+
+/// Read until `buf` holds a whole header block; its length, or `None` if the peer closed
+/// between messages.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok(Some(end + 4));
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+    }
+}
+
+/// Read until `buf` holds at least `len` bytes.
+async fn read_to(stream: &mut TcpStream, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
+    while buf.len() < len {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+/// What a request asks of the floor besides its head.
+struct Asked {
+    /// The length of its body.
+    body: usize,
+    /// The client wants the connection closed after the answer (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive): the harness's readiness polls do.
+    close: bool,
+}
+
+/// Write the upstream request head for `head` into `out`.
+fn rewrite_request(head: &[u8], forwarded_for: &str, out: &mut Vec<u8>) -> io::Result<Asked> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    request.parse(head).map_err(io::Error::other)?;
+    let (Some(method), Some(path)) = (request.method, request.path) else {
+        return Err(io::Error::other("a partial request head"));
+    };
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut close = request.version == Some(0);
+    for h in request.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            close = value.contains("close") || (close && !value.contains("keep-alive"));
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(io::Error::other(
+                "the floor forwards Content-Length bodies only",
+            ));
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    out.extend_from_slice(forwarded_for.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    Ok(Asked {
+        body: content_length(request.headers)?,
+        close,
+    })
+}
+
+/// The response body's length from its head.
+fn response_body_length(head: &[u8]) -> io::Result<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    response.parse(head).map_err(io::Error::other)?;
+    if response
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        return Err(io::Error::other(
+            "the floor forwards Content-Length bodies only",
+        ));
+    }
+    content_length(response.headers)
+}
+
+/// The `Content-Length` among `headers`, 0 without one.
+fn content_length(headers: &[httparse::Header]) -> io::Result<usize> {
+    match headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        None => Ok(0),
+        Some(h) => std::str::from_utf8(h.value)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| io::Error::other("a bad Content-Length")),
+    }
+}

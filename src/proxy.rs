@@ -7,7 +7,9 @@ use crate::config::{Config, LimitsConfig};
 use crate::routing::{InFlight, Tried};
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
@@ -147,6 +149,12 @@ pub struct RequestCtx {
 impl ProxyHttp for HealthgateProxy {
     type CTX = RequestCtx;
 
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {
+        // Pingora's default adds its response-compression module, disabled, which still
+        // builds a context and runs its filters on every request. healthgate never
+        // compresses: no modules.
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             tried: Tried::default(),
@@ -246,7 +254,7 @@ impl ProxyHttp for HealthgateProxy {
             let _ = write!(forwarded_for, "{}", client.ip());
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
         }
-        upstream_request.insert_header("x-forwarded-proto", "http")?;
+        upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
         Ok(())
     }
 

@@ -8,8 +8,8 @@
 //!
 //! The harness runs it as a child process by starting its own binary with
 //! `--floor-forwarder THREADS LISTEN NODE…`, so its CPU time is counted like the others'.
-//! Each thread runs a current-thread runtime (as healthgate's workers do) and accepts on the
-//! same listening socket.
+//! Each thread runs a current-thread runtime (as healthgate's workers do) with its own
+//! listening socket on the shared address.
 
 use super::peers::{Nodes, Workdir, wait_for_proxy};
 use super::procs::Proc;
@@ -18,8 +18,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::rc::Rc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 
 /// The argument that turns the bench binary into the forwarder.
 pub const ARG: &str = "--floor-forwarder";
@@ -61,41 +62,57 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if nodes.is_empty() {
         return Err("no nodes".into());
     }
-    let listener = std::net::TcpListener::bind(listen.as_str()).map_err(|e| e.to_string())?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|e| format!("listen {listen}: {e}"))?;
+    // At 1000 nodes the pool alone holds ~1000 sockets: lift the soft limit as healthgate,
+    // HAProxy and nginx do theirs.
+    healthgate::fd_limit::raise().map_err(|e| format!("raising the open-file limit: {e}"))?;
     let workers: Vec<_> = (0..threads.max(1))
         .map(|_| {
-            let listener = listener.try_clone().map_err(|e| e.to_string())?;
             let nodes = nodes.clone();
-            Ok(std::thread::spawn(move || worker(listener, nodes)))
+            std::thread::spawn(move || worker(listen, nodes))
         })
-        .collect::<Result<_, String>>()?;
+        .collect();
     for w in workers {
-        let _ = w.join();
+        w.join()
+            .map_err(|_| "a worker panicked".to_string())?
+            .map_err(|e| format!("worker: {e}"))?;
     }
     Ok(())
 }
 
-/// One worker thread: its own runtime and its own pool, like a healthgate worker.
-fn worker(listener: std::net::TcpListener, nodes: Vec<SocketAddr>) {
+/// One worker thread: its own runtime, its own listener on the shared address
+/// (`SO_REUSEPORT`, so the kernel spreads connections over the threads) and its own pool,
+/// like a healthgate worker.
+fn worker(listen: SocketAddr, nodes: Vec<SocketAddr>) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .expect("a current-thread runtime");
+        .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let listener = TcpListener::from_std(listener).expect("register the listener");
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(listen)?;
+        let listener = socket.listen(1024)?;
         let pool = Rc::new(RefCell::new(Pool::new(nodes)));
         loop {
-            let Ok((client, peer)) = listener.accept().await else {
-                continue;
+            let (client, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file handles, say: do not spin on the error.
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             };
             let pool = pool.clone();
             tokio::task::spawn_local(async move {
                 let _ = serve(client, peer, &pool).await;
             });
         }
-    });
+    })
 }
 
 /// Idle upstream connections per node, and the round-robin cursor.
@@ -141,28 +158,53 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, pool: &RefCell<Pool>) ->
         request.drain(..head + body);
 
         let (node, idle) = pool.borrow_mut().take();
+        let addr = pool.borrow().nodes[node];
+        let reused = idle.is_some();
         let mut upstream = match idle {
             Some(connection) => connection,
-            None => {
-                let addr = pool.borrow().nodes[node];
-                let connection = TcpStream::connect(addr).await?;
-                connection.set_nodelay(true)?;
-                connection
-            }
+            None => connect(addr).await?,
         };
-        upstream.write_all(&upstream_request).await?;
         response.clear();
-        let Some(head) = read_head(&mut upstream, &mut response).await? else {
-            return Err(io::Error::other("the node closed before answering"));
+        let head = match exchange(&mut upstream, &upstream_request, &mut response).await {
+            Ok(Some(head)) => head,
+            // A pooled connection the node closed while it sat idle: once more, on a fresh one.
+            Ok(None) | Err(_) if reused && response.is_empty() => {
+                upstream = connect(addr).await?;
+                exchange(&mut upstream, &upstream_request, &mut response)
+                    .await?
+                    .ok_or_else(|| io::Error::other("the node closed before answering"))?
+            }
+            Ok(None) => return Err(io::Error::other("the node closed before answering")),
+            Err(e) => return Err(e),
         };
-        let body = response_body_length(&response[..head])?;
-        read_to(&mut upstream, &mut response, head + body).await?;
-        client.write_all(&response[..head + body]).await?;
-        pool.borrow_mut().idle[node].push(upstream);
+        let answer = response_framing(&response[..head])?;
+        read_to(&mut upstream, &mut response, head + answer.body).await?;
+        client.write_all(&response[..head + answer.body]).await?;
+        if !answer.close {
+            pool.borrow_mut().idle[node].push(upstream);
+        }
         if asked.close {
             return Ok(());
         }
     }
+}
+
+/// A fresh connection to a node.
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let connection = TcpStream::connect(addr).await?;
+    connection.set_nodelay(true)?;
+    Ok(connection)
+}
+
+/// Send `request` and read the answer's header block into `response`: its length, or `None`
+/// if the node closed the connection before answering.
+async fn exchange(
+    upstream: &mut TcpStream,
+    request: &[u8],
+    response: &mut Vec<u8>,
+) -> io::Result<Option<usize>> {
+    upstream.write_all(request).await?;
+    read_head(upstream, response).await
 }
 
 /// Read until `buf` holds a whole header block; its length, or `None` if the peer closed
@@ -240,21 +282,35 @@ fn rewrite_request(head: &[u8], forwarded_for: &str, out: &mut Vec<u8>) -> io::R
     })
 }
 
-/// The response body's length from its head.
-fn response_body_length(head: &[u8]) -> io::Result<usize> {
+/// How a node's answer is framed.
+struct Answer {
+    /// The length of its body.
+    body: usize,
+    /// The node closes the connection after it (`Connection: close`): not pooled.
+    close: bool,
+}
+
+/// The framing of a node's answer, from its head.
+fn response_framing(head: &[u8]) -> io::Result<Answer> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     response.parse(head).map_err(io::Error::other)?;
-    if response
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-    {
-        return Err(io::Error::other(
-            "the floor forwards Content-Length bodies only",
-        ));
+    let mut close = response.version == Some(0);
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(io::Error::other(
+                "the floor forwards Content-Length bodies only",
+            ));
+        }
+        if h.name.eq_ignore_ascii_case("connection") {
+            let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            close = value.contains("close") || (close && !value.contains("keep-alive"));
+        }
     }
-    content_length(response.headers)
+    Ok(Answer {
+        body: content_length(response.headers)?,
+        close,
+    })
 }
 
 /// The `Content-Length` among `headers`, 0 without one.

@@ -329,7 +329,7 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
             // otherwise take CPU from whichever target is measured.
             for (j, other) in running.iter().enumerate() {
                 if let Some(proc) = &other.proc {
-                    proc.set_paused(j != i);
+                    proc.set_paused(j != i)?;
                 }
             }
             wrk::run(&dir.0, r.addr, load, Duration::from_secs_f64(o.warmup))?;
@@ -349,9 +349,7 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
             samples[i].push(Sample { m, cpu_per_100k });
         }
     }
-    for proc in running.iter().filter_map(|r| r.proc.as_ref()) {
-        proc.set_paused(false);
-    }
+    // Dropping a `Proc` continues it before it must stop (also on an early return above).
     drop(running);
     drop(backend);
     let medians = s

@@ -38,12 +38,17 @@ impl Proc {
 
     /// Stop the process (SIGSTOP) or let it go on (SIGCONT). Only this process: a master's
     /// workers run on.
-    pub fn set_paused(&self, paused: bool) {
+    pub fn set_paused(&self, paused: bool) -> Result<(), String> {
         let signal = if paused { "-STOP" } else { "-CONT" };
-        let _ = Command::new("kill")
+        let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
+            .status()
+            .map_err(|e| format!("kill {signal} {}: {e}", self.name))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill {signal} {}: {status}", self.name))
+        }
     }
 
     /// Fail if the process already exited (a bad config, a taken port).
@@ -63,10 +68,13 @@ impl Drop for Proc {
     /// SIGTERM first: a master process (nginx's) then stops its workers, which a SIGKILL to
     /// the master alone would leave running. SIGKILL if it is not gone within 3 s.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
+        // A stopped process (see `set_paused`) only acts on SIGTERM once continued.
+        for signal in ["-TERM", "-CONT"] {
+            let _ = Command::new("kill")
+                .args([signal, &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if !matches!(self.child.try_wait(), Ok(None)) {

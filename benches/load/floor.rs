@@ -48,8 +48,8 @@ pub fn start(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Result<
     Ok(proc)
 }
 
-/// Run the forwarder with `args` (after [`ARG`]): `THREADS LISTEN NODE…`. Never returns
-/// unless the arguments are wrong.
+/// Run the forwarder with `args` (after [`ARG`]): `THREADS LISTEN NODE…`. Returns only on
+/// an error: bad arguments, or a worker that cannot listen.
 pub fn main(args: &[String]) -> Result<(), String> {
     let [threads, listen, nodes @ ..] = args else {
         return Err(format!("usage: {ARG} THREADS LISTEN NODE…"));
@@ -234,39 +234,52 @@ async fn read_to(stream: &mut TcpStream, buf: &mut Vec<u8>, len: usize) -> io::R
     Ok(())
 }
 
-/// What a request asks of the floor besides its head.
-struct Asked {
-    /// The length of its body.
+/// How a message is framed and whether its connection ends after it.
+struct Framing {
+    /// The length of its body (`Content-Length`; the floor forwards no other framing).
     body: usize,
-    /// The client wants the connection closed after the answer (`Connection: close`, or
-    /// HTTP/1.0 without keep-alive): the harness's readiness polls do.
+    /// The connection closes after it: `Connection: close`, or HTTP/1.0 without keep-alive.
+    /// A client's is closed after the answer; a node's is not pooled.
     close: bool,
 }
 
-/// Write the upstream request head for `head` into `out`.
-fn rewrite_request(head: &[u8], forwarded_for: &str, out: &mut Vec<u8>) -> io::Result<Asked> {
+/// The framing of a request or response with `version` and `headers`.
+fn framing(version: Option<u8>, headers: &[httparse::Header]) -> io::Result<Framing> {
+    let mut close = version == Some(0);
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(io::Error::other(
+                "the floor forwards Content-Length bodies only",
+            ));
+        }
+        if h.name.eq_ignore_ascii_case("connection") {
+            let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            close = value.contains("close") || (close && !value.contains("keep-alive"));
+        }
+    }
+    Ok(Framing {
+        body: content_length(headers)?,
+        close,
+    })
+}
+
+/// Write the upstream request head for `head` into `out`; the request's framing.
+fn rewrite_request(head: &[u8], forwarded_for: &str, out: &mut Vec<u8>) -> io::Result<Framing> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     request.parse(head).map_err(io::Error::other)?;
     let (Some(method), Some(path)) = (request.method, request.path) else {
         return Err(io::Error::other("a partial request head"));
     };
+    let asked = framing(request.version, request.headers)?;
     out.clear();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut close = request.version == Some(0);
     for h in request.headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
-            let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-            close = value.contains("close") || (close && !value.contains("keep-alive"));
             continue;
-        }
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(io::Error::other(
-                "the floor forwards Content-Length bodies only",
-            ));
         }
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
@@ -276,41 +289,15 @@ fn rewrite_request(head: &[u8], forwarded_for: &str, out: &mut Vec<u8>) -> io::R
     out.extend_from_slice(b"X-Forwarded-For: ");
     out.extend_from_slice(forwarded_for.as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
-    Ok(Asked {
-        body: content_length(request.headers)?,
-        close,
-    })
-}
-
-/// How a node's answer is framed.
-struct Answer {
-    /// The length of its body.
-    body: usize,
-    /// The node closes the connection after it (`Connection: close`): not pooled.
-    close: bool,
+    Ok(asked)
 }
 
 /// The framing of a node's answer, from its head.
-fn response_framing(head: &[u8]) -> io::Result<Answer> {
+fn response_framing(head: &[u8]) -> io::Result<Framing> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     response.parse(head).map_err(io::Error::other)?;
-    let mut close = response.version == Some(0);
-    for h in response.headers.iter() {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(io::Error::other(
-                "the floor forwards Content-Length bodies only",
-            ));
-        }
-        if h.name.eq_ignore_ascii_case("connection") {
-            let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-            close = value.contains("close") || (close && !value.contains("keep-alive"));
-        }
-    }
-    Ok(Answer {
-        body: content_length(response.headers)?,
-        close,
-    })
+    framing(response.version, response.headers)
 }
 
 /// The `Content-Length` among `headers`, 0 without one.

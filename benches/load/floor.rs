@@ -14,6 +14,7 @@
 use super::peers::{Nodes, Workdir, wait_for_proxy};
 use super::procs::Proc;
 use std::cell::RefCell;
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -49,7 +50,8 @@ pub fn start(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Result<
 }
 
 /// Run the forwarder with `args` (after [`ARG`]): `THREADS LISTEN NODE…`. Returns only on
-/// an error: bad arguments, or a worker that cannot listen.
+/// an error (bad arguments); a worker that fails, one that cannot listen say, ends the
+/// process.
 pub fn main(args: &[String]) -> Result<(), String> {
     let [threads, listen, nodes @ ..] = args else {
         return Err(format!("usage: {ARG} THREADS LISTEN NODE…"));
@@ -71,21 +73,25 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let workers: Vec<_> = (0..threads.max(1))
         .map(|_| {
             let nodes = nodes.clone();
-            std::thread::spawn(move || worker(listen, nodes))
+            std::thread::spawn(move || {
+                // Any worker that fails ends the process: the harness then reports the floor
+                // as exited, rather than measure it with a thread fewer.
+                let Err(e) = worker(listen, nodes);
+                eprintln!("error: worker: {e}");
+                std::process::exit(2);
+            })
         })
         .collect();
     for w in workers {
-        w.join()
-            .map_err(|_| "a worker panicked".to_string())?
-            .map_err(|e| format!("worker: {e}"))?;
+        let _ = w.join();
     }
-    Ok(())
+    Err("every worker stopped".into())
 }
 
 /// One worker thread: its own runtime, its own listener on the shared address
 /// (`SO_REUSEPORT`, so the kernel spreads connections over the threads) and its own pool,
 /// like a healthgate worker.
-fn worker(listen: SocketAddr, nodes: Vec<SocketAddr>) -> io::Result<()> {
+fn worker(listen: SocketAddr, nodes: Vec<SocketAddr>) -> io::Result<Infallible> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -40,14 +40,23 @@ impl Proc {
     /// workers run on.
     pub fn set_paused(&self, paused: bool) -> Result<(), String> {
         let signal = if paused { "-STOP" } else { "-CONT" };
+        match self.signal(signal) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(format!("kill {signal} {}: {e}", self.name)),
+        }
+    }
+
+    /// Send `signal` (as `kill` spells it, `-TERM`) to the process.
+    fn signal(&self, signal: &str) -> Result<(), String> {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status()
-            .map_err(|e| format!("kill {signal} {}: {e}", self.name))?;
+            .map_err(|e| e.to_string())?;
         if status.success() {
             Ok(())
         } else {
-            Err(format!("kill {signal} {}: {status}", self.name))
+            Err(status.to_string())
         }
     }
 
@@ -70,10 +79,7 @@ impl Drop for Proc {
     fn drop(&mut self) {
         // A stopped process (see `set_paused`) only acts on SIGTERM once continued.
         for signal in ["-TERM", "-CONT"] {
-            let _ = Command::new("kill")
-                .args([signal, &self.child.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
+            let _ = self.signal(signal);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {

@@ -58,11 +58,11 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             init_logging(config.log.level);
-            match healthgate::fd_limit::raise() {
+            match healthgate::os::raise_open_files() {
                 Ok(limit) => log::debug!("open-file limit: {limit}"),
                 Err(e) => log::warn!(
                     "cannot raise the open-file limit ({e}); {} in force",
-                    healthgate::fd_limit::open_files()
+                    healthgate::os::open_files()
                 ),
             }
             log::info!("{}: loaded: {}", path.display(), config.summary());

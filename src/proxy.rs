@@ -5,6 +5,7 @@
 use crate::cluster::Cluster;
 use crate::config::{Config, LimitsConfig};
 use crate::routing::{InFlight, Tried};
+use crate::telemetry::LocalErrorSource;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -121,7 +122,7 @@ impl HealthgateProxy {
     /// much must not get a healthy node ejected.
     fn attempt_failed(&self, ctx: &mut RequestCtx, node_at_fault: bool) {
         if let Some(attempt) = ctx.attempt.take() {
-            attempt.backend().series.count_status(None);
+            attempt.backend().counters.count_status(None);
             if node_at_fault {
                 self.cluster.record_answer(attempt.backend().id, None);
             }
@@ -300,13 +301,22 @@ impl ProxyHttp for HealthgateProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // A failed connect to the traffic port is evidence on its own (MI's shutdown trap):
-        // evict at once; the poller re-verifies before readmitting.
-        if let Some(attempt) = &ctx.attempt {
+        if crate::os::caused_locally(e.root_cause()) {
+            // Out of descriptors or ports here: nothing is known about the node. Counted,
+            // not held against it (a burst would otherwise empty the routing table).
+            let detail = format!("connect to {peer}: {e}");
             self.cluster
-                .traffic_failed(attempt.backend().id, format!("connect to {peer}: {e}"));
+                .local_connect_error(LocalErrorSource::Traffic, &detail);
+            ctx.attempt = None;
+        } else {
+            // A failed connect to the traffic port is evidence on its own (MI's shutdown
+            // trap): evict at once; the poller re-verifies before readmitting.
+            if let Some(attempt) = &ctx.attempt {
+                self.cluster
+                    .traffic_failed(attempt.backend().id, format!("connect to {peer}: {e}"));
+            }
+            self.attempt_failed(ctx, true);
         }
-        self.attempt_failed(ctx, true);
         // Nothing was sent, so any request may go to another node.
         e.set_retry(self.may_retry(ctx));
         e
@@ -402,7 +412,7 @@ impl ProxyHttp for HealthgateProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let attempt = ctx.attempt.take();
         if let Some(attempt) = &attempt {
-            attempt.backend().series.count_status(ctx.upstream_status);
+            attempt.backend().counters.count_status(ctx.upstream_status);
             self.cluster
                 .record_answer(attempt.backend().id, ctx.upstream_status);
         }

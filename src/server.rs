@@ -1,11 +1,12 @@
 //! Builds the Pingora server from a [`Config`]: the proxy service on the traffic listeners,
-//! the admin service, and the health poller as a background service.
+//! the admin service, and the supervisor (pollers, reloads) as a background service.
 
-use crate::admin::{AdminApp, Metrics};
+use crate::admin::AdminApp;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
-use crate::health::service::HealthService;
 use crate::proxy::HealthgateProxy;
+use crate::supervisor::Supervisor;
+use crate::telemetry::Metrics;
 use pingora::server::configuration::Opt;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, Server};
@@ -109,19 +110,19 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
 
     let mut admin = Service::new(
         "healthgate admin".to_string(),
-        AdminApp::new(cluster.clone(), config.admin_token.clone()),
+        AdminApp::new(cluster.clone(), config.admin_token.clone(), config.admin),
     );
     admin.add_tcp(&config.admin.to_string());
     admin.threads = Some(1);
 
-    let health = background_service(
-        "healthgate health",
-        HealthService::new(cluster.clone(), config, launch.config_path.clone()),
+    let supervisor = background_service(
+        "healthgate supervisor",
+        Supervisor::new(cluster.clone(), config, launch.config_path.clone()),
     );
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(health);
+    server.add_service(supervisor);
     Ok(Healthgate { server, cluster })
 }
 

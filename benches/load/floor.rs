@@ -69,7 +69,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("listen {listen}: {e}"))?;
     // At 1000 nodes the pool alone holds ~1000 sockets: lift the soft limit as healthgate,
     // HAProxy and nginx do theirs.
-    healthgate::fd_limit::raise().map_err(|e| format!("raising the open-file limit: {e}"))?;
+    healthgate::os::raise_open_files().map_err(|e| format!("raising the open-file limit: {e}"))?;
     let workers: Vec<_> = (0..threads.max(1))
         .map(|_| {
             let nodes = nodes.clone();

@@ -1,25 +1,20 @@
-//! The admin listener: `/metrics`, `/status`, `/`, `/healthz`, `/liveness`, and the
-//! operator's `POST /nodes/{name}/drain|undrain`.
+//! The admin listener, HTTP only: `/metrics`, `/status`, `/`, `/healthz`, `/liveness`, and
+//! the operator's `POST /nodes/{name}/drain|undrain`. It reads the cluster when asked and
+//! renders; it keeps no state of its own.
 
-mod histogram;
-mod metrics;
-mod node_series;
 pub mod operator;
 mod status;
 
-pub use histogram::{DURATION_BUCKETS, DurationHistogram, HistogramSnapshot};
-pub use metrics::Metrics;
-pub use node_series::{NodeSeries, Probe, STATUS_CLASSES};
 pub use status::{NodeStatus, Status};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, DrainError};
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode, Version, header};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Bytes of metrics text written at a time: a scrape holds one piece, not the whole text.
@@ -36,46 +31,67 @@ enum Answer {
 /// Serves the admin endpoints from the cluster's live state.
 pub struct AdminApp {
     cluster: Arc<Cluster>,
-    /// Lets non-loopback clients use the operator actions.
+    /// When set, every operator action must carry it (see [`operator`]).
     token: Option<String>,
+    /// The admin listener's own address: operator requests without a token must name it.
+    listener: SocketAddr,
 }
 
 impl AdminApp {
-    /// An admin app over `cluster`; `token`, if set, authorises operator actions from
-    /// non-loopback clients.
-    pub fn new(cluster: Arc<Cluster>, token: Option<String>) -> AdminApp {
-        AdminApp { cluster, token }
+    /// An admin app over `cluster`, listening on `listener`; `token`, if set, is what every
+    /// operator action must carry.
+    pub fn new(cluster: Arc<Cluster>, token: Option<String>, listener: SocketAddr) -> AdminApp {
+        AdminApp {
+            cluster,
+            token,
+            listener,
+        }
     }
 
-    /// Drain or undrain a node, if the client may.
+    /// Drain or undrain a node, if the request may.
     fn operate(
         &self,
         name: &str,
         action: operator::Action,
-        client: Option<IpAddr>,
-        authorization: Option<&str>,
+        credentials: &operator::Credentials<'_>,
     ) -> Response<Vec<u8>> {
-        if !operator::authorized(client, authorization, self.token.as_deref()) {
-            let body =
-                b"operator actions need a loopback client or Authorization: Bearer <admin_token>\n";
-            return reply(StatusCode::FORBIDDEN, "text/plain", body.to_vec());
+        if let Err(refusal) = operator::authorize(credentials, self.token.as_deref(), self.listener)
+        {
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
+            let mut response = reply(status, "text/plain", refusal.explain().as_bytes().to_vec());
+            if refusal == operator::Refusal::Token {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            return response;
         }
         let drained = action == operator::Action::Drain;
         match self.cluster.set_drained(name, drained) {
-            Some(()) => {
-                let who = client.map_or_else(|| "?".to_string(), |c| c.to_string());
+            Ok(outcome) => {
+                let who = credentials
+                    .client
+                    .map_or_else(|| "?".to_string(), |c| c.to_string());
                 log::info!("node={name} drained={drained} by the operator (admin client {who})");
-                let body = serde_json::json!({ "node": name, "drained": drained });
+                let mut body = serde_json::json!({
+                    "node": name,
+                    "drained": drained,
+                    "changed": outcome.changed,
+                });
+                if let Some(persisted) = outcome.persisted {
+                    body["persisted"] = persisted.into();
+                }
                 reply(
                     StatusCode::OK,
                     "application/json",
                     body.to_string().into_bytes(),
                 )
             }
-            None => reply(
+            Err(e @ DrainError::NoSuchNode(_)) => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                format!("no node named {name:?}\n").into_bytes(),
+                format!("{e}\n").into_bytes(),
             ),
         }
     }
@@ -139,15 +155,24 @@ impl AdminApp {
                     b"POST only\n".to_vec(),
                 ));
             }
-            let authorization = request
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let client = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
-            return Answer::Whole(self.operate(name, action, client, authorization));
+            let Ok(name) = name else {
+                return Answer::Whole(reply(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    b"the node name is not valid percent-encoded UTF-8\n".to_vec(),
+                ));
+            };
+            let text = |h: header::HeaderName| request.headers.get(h).and_then(|v| v.to_str().ok());
+            let credentials = operator::Credentials {
+                client: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                authorization: text(header::AUTHORIZATION),
+                host: text(header::HOST).or(request.uri.authority().map(|a| a.as_str())),
+                origin: text(header::ORIGIN),
+            };
+            return Answer::Whole(self.operate(&name, action, &credentials));
         }
         match self.route(&method, path) {
             Answer::Whole(mut response) if method == Method::HEAD => {
@@ -174,7 +199,12 @@ impl AdminApp {
         if head {
             return Ok(());
         }
-        for piece in self.cluster.metrics().exposition(METRICS_PIECE_BYTES) {
+        let scrape = self.cluster.scrape();
+        for piece in self
+            .cluster
+            .metrics()
+            .exposition(scrape, METRICS_PIECE_BYTES)
+        {
             session.write_response_body(piece.into(), false).await?;
         }
         Ok(())

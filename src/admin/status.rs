@@ -1,9 +1,9 @@
 //! `/status` (JSON) and `/` (a page a person reads at a glance), from one [`Status`] value.
 
-use super::Probe;
 use crate::cluster::{Cluster, LastProbe};
-use crate::health::NodeState;
+use crate::health::{NodeState, ProbeKind};
 use serde::Serialize;
+use serde::ser::SerializeMap;
 use std::fmt::Write;
 use std::time::SystemTime;
 
@@ -55,15 +55,26 @@ pub struct NodeStatus {
     pub probes: ProbesStatus,
 }
 
-/// The latest readiness, liveness and TCP probe of a node.
-#[derive(Debug, Serialize)]
-pub struct ProbesStatus {
-    /// `GET /healthz`.
-    pub readiness: Option<ProbeStatus>,
-    /// `GET /liveness`.
-    pub liveness: Option<ProbeStatus>,
-    /// Connect to the traffic port.
-    pub tcp: Option<ProbeStatus>,
+/// The latest probe of each kind, as a JSON object keyed by kind (`readiness`, `liveness`,
+/// `tcp`) in [`ProbeKind::ALL`] order.
+#[derive(Debug)]
+pub struct ProbesStatus(pub [Option<ProbeStatus>; ProbeKind::ALL.len()]);
+
+impl ProbesStatus {
+    /// The latest probe of `kind`.
+    pub fn of(&self, kind: ProbeKind) -> Option<&ProbeStatus> {
+        self.0[kind as usize].as_ref()
+    }
+}
+
+impl Serialize for ProbesStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(ProbeKind::ALL.len()))?;
+        for kind in ProbeKind::ALL {
+            map.serialize_entry(kind.as_str(), &self.of(kind))?;
+        }
+        map.end()
+    }
 }
 
 /// One probe's latest result.
@@ -114,11 +125,7 @@ impl Status {
                     errors: r.errors,
                     drained: r.drained,
                     ejected_for_ms: r.ejected_for.map(|d| d.as_millis() as u64),
-                    probes: ProbesStatus {
-                        readiness: ProbeStatus::of(r.last_probes[Probe::Readiness as usize], now),
-                        liveness: ProbeStatus::of(r.last_probes[Probe::Liveness as usize], now),
-                        tcp: ProbeStatus::of(r.last_probes[Probe::Tcp as usize], now),
-                    },
+                    probes: ProbesStatus(r.last_probes.map(|p| ProbeStatus::of(p, now))),
                 })
                 .collect(),
         }
@@ -160,7 +167,7 @@ fn short_duration(seconds: u64) -> String {
 }
 
 /// One probe cell: result and latency, coloured by result.
-fn probe_cell(probe: &Option<ProbeStatus>) -> String {
+fn probe_cell(probe: Option<&ProbeStatus>) -> String {
     match probe {
         None => "<span class=\"muted\">–</span>".into(),
         Some(p) => {
@@ -188,14 +195,23 @@ td{border:0;padding:.15em .3em}td::before{content:attr(data-label) \": \";color:
 pub fn html(status: &Status) -> String {
     let mut rows = String::new();
     for n in &status.nodes {
+        let probes: String = ProbeKind::ALL
+            .iter()
+            .map(|&k| {
+                let kind = k.as_str();
+                format!(
+                    "<td data-label=\"{kind}\">{}</td>",
+                    probe_cell(n.probes.of(k))
+                )
+            })
+            .collect();
         let _ = write!(
             rows,
             "<tr data-node=\"{name}\" data-state=\"{state}\">\
 <td data-label=\"node\"><b>{name}</b><br><span class=\"small\">{address}</span></td>\
 <td data-label=\"state\"><span class=\"state\" style=\"background:{colour}\">{state}</span> \
 <span class=\"small\">for {age}</span>{drained}</td>\
-<td data-label=\"readiness\">{readiness}</td><td data-label=\"liveness\">{liveness}</td>\
-<td data-label=\"tcp\">{tcp}</td>\
+{probes}\
 <td data-label=\"faulty CApps\" class=\"capps wrap\">{capps}</td>\
 <td data-label=\"requests\">{requests}</td><td data-label=\"errors\">{errors}</td>\
 <td data-label=\"weight\">{weight}</td>\
@@ -214,9 +230,6 @@ pub fn html(status: &Status) -> String {
                 ),
                 (false, None) => String::new(),
             },
-            readiness = probe_cell(&n.probes.readiness),
-            liveness = probe_cell(&n.probes.liveness),
-            tcp = probe_cell(&n.probes.tcp),
             capps = escape(&n.faulty_capps.join(", ")),
             requests = n.requests,
             errors = n.errors,
@@ -224,6 +237,10 @@ pub fn html(status: &Status) -> String {
             error = escape(n.last_error.as_deref().unwrap_or("")),
         );
     }
+    let probe_headers: String = ProbeKind::ALL
+        .iter()
+        .map(|k| format!("<th>{}</th>", k.as_str()))
+        .collect();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta http-equiv=\"refresh\" content=\"2\">\
@@ -232,7 +249,7 @@ pub fn html(status: &Status) -> String {
 <body><h1>healthgate</h1>\
 <p class=\"summary\" id=\"summary\"><b>{ready} of {total}</b> node(s) ready · routing table \
 generation <b>{generation}</b></p>{fallback}\
-<table><tr><th>node</th><th>state</th><th>readiness</th><th>liveness</th><th>tcp</th>\
+<table><tr><th>node</th><th>state</th>{probe_headers}\
 <th>faulty CApps</th><th>requests</th><th>errors</th><th>weight</th><th>last error</th></tr>\
 {rows}</table>\
 <p class=\"small\"><a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a> · \

@@ -2,10 +2,10 @@
 //! drain — fed to each node's state machine; a flip is logged, counted and rebuilds the
 //! routing table.
 
-use super::member::{Member, NodeHealth};
+use super::member::{HealthRecord, Member};
 use super::{Cluster, LastProbe};
-use crate::admin::Probe;
-use crate::health::{Flip, NodeState, Observation, ProbeOutcome};
+use crate::health::{Flip, NodeState, Observation, ProbeKind, ProbeOutcome};
+use crate::telemetry::LocalErrorSource;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,12 +20,8 @@ impl Cluster {
         let Some(member) = self.member(id) else {
             return;
         };
-        // The status code is the truth; faulty CApps are whatever the last answer listed.
-        if healthz.status.is_some() {
-            member
-                .backend
-                .series
-                .set_faulty_capps(healthz.faulty_capps.len());
+        if self.made_locally(&[Some(healthz), traffic]) {
+            return;
         }
         let observation = Observation::Readiness {
             healthz_ok: healthz.passed(),
@@ -38,8 +34,9 @@ impl Cluster {
         let evidence = Evidence {
             observation: Some(observation),
             reason,
+            // The status code is the truth; faulty CApps are whatever the last answer listed.
             capps: healthz.status.map(|_| healthz.faulty_capps.clone()),
-            probe: Some((Probe::Readiness, healthz)),
+            probe: Some((ProbeKind::Readiness, healthz)),
             traffic,
         };
         self.observe(&member, evidence);
@@ -57,6 +54,9 @@ impl Cluster {
         let Some(member) = self.member(id) else {
             return;
         };
+        if self.made_locally(&[liveness, traffic]) {
+            return;
+        }
         let (observation, reason) = match (traffic.filter(|t| !t.passed()), liveness) {
             (Some(t), _) => (Some(Observation::TrafficFailed), Some(t.reason.clone())),
             (None, Some(l)) => (
@@ -69,7 +69,7 @@ impl Cluster {
             observation,
             reason,
             capps: None,
-            probe: liveness.map(|l| (Probe::Liveness, l)),
+            probe: liveness.map(|l| (ProbeKind::Liveness, l)),
             traffic,
         };
         self.observe(&member, evidence);
@@ -81,7 +81,7 @@ impl Cluster {
         let Some(member) = self.member(id) else {
             return;
         };
-        member.backend.series.count_connect_failure();
+        member.backend.counters.count_connect_failure();
         let flip = {
             let mut h = member.lock();
             h.last_error = Some(reason.clone());
@@ -91,19 +91,6 @@ impl Cluster {
             self.rebuild_table(false);
         }
         member.recheck.notify_one();
-    }
-
-    /// Drain (`true`) or undrain a node by name: a drained node leaves the routing table at
-    /// once, whatever its health; requests in flight to it finish. `None` if no such node.
-    pub fn set_drained(&self, name: &str, drained: bool) -> Option<()> {
-        let members = self.members.load();
-        let member = members.list.iter().find(|m| m.backend.name == name)?;
-        member
-            .drained
-            .store(drained, std::sync::atomic::Ordering::Release);
-        member.backend.series.set_drained(drained);
-        self.rebuild_table(false);
-        Some(())
     }
 
     /// A live-traffic answer from node `id` (`None`: none came): feeds outlier detection,
@@ -122,32 +109,43 @@ impl Cluster {
             return;
         };
         let backend = member.backend.clone();
-        backend.series.record_ejection();
+        backend.counters.count_ejection();
         log::warn!(
             "node={} ejected for {length:?} by outlier detection: failed answers in a row (last: {})",
             backend.name,
             status.map_or_else(|| "no answer".to_string(), |s| s.to_string())
         );
         self.rebuild_table(false);
+        // The ejection ends by itself (the record holds its end); the table, built from the
+        // records, needs a rebuild then to let the node back in.
         let cluster = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(length).await;
-            backend.series.end_ejection();
             log::info!("node={} ejection over", backend.name);
             cluster.rebuild_table(false);
         });
+    }
+
+    /// Whether any of a round's probes could not be made for want of this host's resources:
+    /// then the round says nothing about the node, and is counted as a local error instead.
+    fn made_locally(&self, outcomes: &[Option<&ProbeOutcome>]) -> bool {
+        let Some(local) = outcomes.iter().flatten().find(|o| o.local) else {
+            return false;
+        };
+        self.local_connect_error(LocalErrorSource::Probe, &local.reason);
+        true
     }
 
     /// Count a probe round's outcomes, record them and its evidence under the node's lock,
     /// and rebuild the table if the node flipped.
     fn observe(&self, member: &Member, evidence: Evidence<'_>) {
         let (probe, traffic) = (evidence.probe, evidence.traffic);
-        let series = &member.backend.series;
+        let counters = &member.backend.counters;
         if let Some((kind, outcome)) = probe {
-            series.observe_probe(kind, outcome.result, outcome.elapsed.as_secs_f64());
+            counters.observe_probe(kind, outcome.result, outcome.elapsed.as_secs_f64());
         }
         if let Some(t) = traffic {
-            series.observe_probe(Probe::Tcp, t.result, t.elapsed.as_secs_f64());
+            counters.observe_probe(ProbeKind::Tcp, t.result, t.elapsed.as_secs_f64());
         }
         let flip = {
             let mut h = member.lock();
@@ -155,7 +153,7 @@ impl Cluster {
                 h.last_probes[kind as usize] = Some(LastProbe::of(outcome));
             }
             if let Some(t) = traffic {
-                h.last_probes[Probe::Tcp as usize] = Some(LastProbe::of(t));
+                h.last_probes[ProbeKind::Tcp as usize] = Some(LastProbe::of(t));
             }
             if let Some(capps) = evidence.capps {
                 h.faulty_capps = capps;
@@ -180,7 +178,7 @@ impl Cluster {
     fn apply(
         &self,
         member: &Member,
-        h: &mut NodeHealth,
+        h: &mut HealthRecord,
         observation: Observation,
         reason: Option<&str>,
     ) -> Option<Flip> {
@@ -195,7 +193,6 @@ impl Cluster {
         if flip.to == NodeState::Ready {
             h.last_error = None;
         }
-        member.set_state(flip.to);
         let reason = reason.unwrap_or(match flip.to {
             NodeState::Ready => "readiness passed and traffic port accepts",
             NodeState::NotReady => "alive again; readiness not yet passed",
@@ -207,7 +204,7 @@ impl Cluster {
             flip.from,
             flip.to
         );
-        member.backend.series.record_transition(flip.to);
+        member.backend.counters.count_transition(flip.to);
         Some(flip)
     }
 }
@@ -220,7 +217,7 @@ struct Evidence<'a> {
     /// The faulty CApps the readiness answer listed (`None`: no answer to read them from).
     capps: Option<Vec<String>>,
     /// The probe and its outcome, kept for the status page.
-    probe: Option<(Probe, &'a ProbeOutcome)>,
+    probe: Option<(ProbeKind, &'a ProbeOutcome)>,
     /// The traffic-port connect, if the round made one.
     traffic: Option<&'a ProbeOutcome>,
 }

@@ -1,81 +1,85 @@
 //! One configured node as the cluster keeps it: the hot path's [`Backend`] plus its health
-//! record, operator flag and outlier record. A reload keeps a node's `Member` (state and
-//! counters) as long as its name and addresses stay the same.
+//! record, operator drain and outlier record. Each fact about the node lives here once: its
+//! state in the health machine, its drain in `drained`, its ejection in `outlier`. A reload
+//! keeps a node's `Member` (state and counters) as long as its name and addresses stay the
+//! same.
 
 use super::LastProbe;
-use crate::health::{HealthMachine, NodeState};
-use crate::outlier;
+use crate::health::{HealthMachine, NodeState, ProbeKind};
 use crate::routing::Backend;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use crate::routing::outlier;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 use tokio::sync::Notify;
 
-/// What the probes and live traffic have shown about a node.
+/// What the probes and live traffic have shown about a member.
 #[derive(Debug)]
-pub(super) struct NodeHealth {
+pub(super) struct HealthRecord {
+    /// The state and the streaks behind it: the one place the state is kept.
     pub machine: HealthMachine,
+    /// When the state last changed.
     pub since: SystemTime,
+    /// Faulty CApps from the last readiness answer.
     pub faulty_capps: Vec<String>,
+    /// The latest failure reason, cleared when the node becomes ready.
     pub last_error: Option<String>,
-    pub last_probes: [Option<LastProbe>; 3],
+    /// The latest probe of each kind, indexed like [`ProbeKind::ALL`].
+    pub last_probes: [Option<LastProbe>; ProbeKind::ALL.len()],
 }
 
 /// A node and everything known about it.
 #[derive(Debug)]
 pub(super) struct Member {
     pub backend: Arc<Backend>,
-    health: Mutex<NodeHealth>,
-    /// Mirror of the state for lock-free reads by table rebuilds.
-    state: AtomicU8,
+    health: Mutex<HealthRecord>,
     /// Wakes the node's poller for an immediate readiness round (after a passive eviction).
     pub recheck: Notify,
     /// Taken out of the routing table by the operator, whatever its health.
-    pub drained: AtomicBool,
+    drained: AtomicBool,
     /// Failure streak and ejection under outlier detection.
     pub outlier: outlier::Record,
 }
 
 impl Member {
-    /// A node with no verdict yet (`starting`).
-    pub fn new(backend: Arc<Backend>) -> Member {
+    /// A node with no verdict yet (`starting`), drained if `drained`.
+    pub fn new(backend: Arc<Backend>, drained: bool) -> Member {
         Member {
             backend,
-            health: Mutex::new(NodeHealth {
+            health: Mutex::new(HealthRecord {
                 machine: HealthMachine::new(),
                 since: SystemTime::now(),
                 faulty_capps: Vec::new(),
                 last_error: None,
-                last_probes: [None; 3],
+                last_probes: [None; ProbeKind::ALL.len()],
             }),
-            state: AtomicU8::new(NodeState::Starting.to_u8()),
             recheck: Notify::new(),
-            drained: AtomicBool::new(false),
+            drained: AtomicBool::new(drained),
             outlier: outlier::Record::default(),
         }
     }
 
     /// The health record, locked.
-    pub fn lock(&self) -> MutexGuard<'_, NodeHealth> {
+    pub fn lock(&self) -> MutexGuard<'_, HealthRecord> {
         // A poisoned lock only means a panic elsewhere; the record itself stays consistent.
         self.health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The current state, without the lock.
+    /// The current state (read under the health lock: there is no other copy).
     pub fn state(&self) -> NodeState {
-        NodeState::from_u8(self.state.load(Ordering::Acquire))
-    }
-
-    /// Mirror a flip (called under the health lock).
-    pub fn set_state(&self, state: NodeState) {
-        self.state.store(state.to_u8(), Ordering::Release);
+        self.lock().machine.state()
     }
 
     /// Whether the operator drained the node.
     pub fn is_drained(&self) -> bool {
         self.drained.load(Ordering::Acquire)
+    }
+
+    /// Drain or undrain; true if that changed anything.
+    pub fn set_drained(&self, drained: bool) -> bool {
+        self.drained.swap(drained, Ordering::AcqRel) != drained
     }
 }
 
@@ -102,5 +106,10 @@ impl MemberSet {
     /// The member with `id`, unless it was removed.
     pub fn get(&self, id: usize) -> Option<&Arc<Member>> {
         self.by_id.get(id).and_then(Option::as_ref)
+    }
+
+    /// The member named `name`.
+    pub fn named(&self, name: &str) -> Option<&Arc<Member>> {
+        self.list.iter().find(|m| m.backend.name == name)
     }
 }

@@ -1,28 +1,33 @@
-//! The cluster: every configured node's health record plus the router. Probes and the proxy
-//! report evidence here; a flip of a node's state is logged, counted, and rebuilds the
-//! routing table — nothing else does.
+//! The cluster: every configured node as a [`member`](self) (its backend, health record,
+//! drain and outlier record) and the router. Probes and the proxy report evidence here; a flip
+//! of a node's state is logged, counted, and rebuilds the routing table — nothing else does.
+//! What a scrape or `/status` shows is read from the members when asked ([`Cluster::scrape`],
+//! [`Cluster::reports`]): nothing here is mirrored for them.
 
+mod drains;
 mod evidence;
 mod member;
 mod reload;
 mod report;
+mod scrape;
 
-use crate::admin::Metrics;
 use crate::config::{Config, NodeConfig, NoneReadyPolicy, TimeoutsConfig};
 use crate::health::{NodeState, ProbeSettings, Thresholds};
-use crate::outlier::Outliers;
+use crate::routing::outlier::Outliers;
 use crate::routing::{Backend, Members, Router, RoutingTable};
+use crate::telemetry::{LocalErrorSource, Metrics};
 use arc_swap::ArcSwap;
+use drains::DrainFile;
+pub use drains::{DrainError, Drained};
 use member::{Member, MemberSet};
 pub use reload::{ReloadSummary, restart_only_changes};
-pub use report::{LastProbe, NodeReport};
-use std::collections::HashSet;
+pub use report::{LastProbe, MemberReport};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Why the cluster could not be built.
+/// Why the cluster could not be built, or a reload not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// A node's host did not resolve to an address.
@@ -37,9 +42,6 @@ pub enum ClusterError {
         /// Resolver message.
         reason: String,
     },
-    /// The metrics registry rejected a metric (a bug, not an input problem).
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
 }
 
 /// The settings evidence is judged by (a reload may change them).
@@ -62,10 +64,14 @@ impl Judgement {
     }
 }
 
+/// A quiet spell this long after a local connect error ends its burst: the next one is
+/// logged again.
+const LOCAL_ERROR_BURST_GAP: Duration = Duration::from_secs(10);
+
 /// Every configured node's health and the routing table built from it.
 pub struct Cluster {
     members: ArcSwap<MemberSet>,
-    /// The next node id (ids are never reused).
+    /// The next member id (ids are never reused).
     next_id: AtomicUsize,
     router: Router,
     judgement: ArcSwap<Judgement>,
@@ -74,19 +80,27 @@ pub struct Cluster {
     timeouts: TimeoutsConfig,
     outliers: Option<Outliers>,
     metrics: Metrics,
-    /// One reload at a time.
+    /// Where drains are kept across hand-overs and restarts (`drain_file`), if anywhere.
+    drains: Option<DrainFile>,
+    /// One reload (or drain) at a time.
     reloading: Mutex<()>,
     /// Nodes removed by a reload while requests were in flight to them.
     retired: Mutex<Vec<Arc<Backend>>>,
-    /// When probing started (the health service sets it), and how long the nodes' first
-    /// verdicts may take from then.
+    /// When probing started (the supervisor sets it), and how long the nodes' first verdicts
+    /// may take from then.
     probing_since: OnceLock<Instant>,
     warm_up: Duration,
+    /// Milliseconds since `started` of the latest local connect error (0: none yet).
+    last_local_error_ms: AtomicU64,
+    started: Instant,
 }
 
 impl Cluster {
-    /// Resolve every node and build the cluster; every node starts in `starting`.
+    /// Resolve every node and build the cluster; every node starts in `starting` (drained if
+    /// the drain file says so).
     pub fn new(config: &Config, metrics: Metrics) -> Result<Cluster, ClusterError> {
+        let drains = config.drain_file.clone().map(DrainFile::new);
+        let drained = drains.as_ref().map(DrainFile::load).unwrap_or_default();
         let cluster = Cluster {
             members: ArcSwap::from_pointee(MemberSet::default()),
             next_id: AtomicUsize::new(0),
@@ -97,23 +111,31 @@ impl Cluster {
             timeouts: config.timeouts,
             outliers: config.outlier_detection.map(Outliers::new),
             metrics,
+            drains,
             reloading: Mutex::new(()),
             retired: Mutex::new(Vec::new()),
             probing_since: OnceLock::new(),
             warm_up: warm_up(config),
+            last_local_error_ms: AtomicU64::new(0),
+            started: Instant::now(),
         };
-        let mut list = Vec::with_capacity(config.nodes.len());
-        for (index, node) in config.nodes.iter().enumerate() {
-            list.push(Arc::new(Member::new(cluster.new_backend(index, node)?)));
-        }
+        let resolved = resolve_all(config.nodes.iter().enumerate())?;
+        let list = resolved
+            .into_iter()
+            .map(|(node, addrs)| {
+                let drained = drained.contains(&node.name);
+                if drained {
+                    log::info!("node={} stays drained (drain_file)", node.name);
+                }
+                Arc::new(Member::new(cluster.new_backend(node, addrs), drained))
+            })
+            .collect();
         cluster.members.store(Arc::new(MemberSet::new(list)));
         Ok(cluster)
     }
 
-    /// Resolve `node` (entry `index` of the node list) and build its backend with a new id.
-    fn new_backend(&self, index: usize, node: &NodeConfig) -> Result<Arc<Backend>, ClusterError> {
-        let (traffic, health) = resolve(index, node)?;
-        let series = self.metrics.register_node(&node.name);
+    /// The backend of `node` at `addrs` (traffic, health), with a new id.
+    fn new_backend(&self, node: &NodeConfig, (traffic, health): Addresses) -> Arc<Backend> {
         let mut backend = Backend::new(
             self.next_id.fetch_add(1, Ordering::Relaxed),
             node.name.clone(),
@@ -121,11 +143,10 @@ impl Cluster {
             traffic,
             health,
             node.weight,
-            series,
         );
         backend.peer.options.connection_timeout = Some(self.timeouts.connect);
         backend.peer.options.read_timeout = Some(self.timeouts.read);
-        Ok(Arc::new(backend))
+        Arc::new(backend)
     }
 
     /// The ids of the configured nodes, in configuration order.
@@ -198,7 +219,7 @@ impl Cluster {
         self.members.load().get(id).cloned()
     }
 
-    /// The metrics this cluster reports into.
+    /// The metrics this cluster counts into.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -227,22 +248,41 @@ impl Cluster {
         }
     }
 
+    /// A connect failed for want of this host's own resources: count it, and log it if it
+    /// begins a burst. It is evidence about no node.
+    pub fn local_connect_error(&self, source: LocalErrorSource, detail: &str) {
+        let count = self.metrics.count_local_connect_error(source);
+        let now = (self.started.elapsed().as_millis() as u64).max(1);
+        let previous = self.last_local_error_ms.swap(now, Ordering::Relaxed);
+        if previous == 0 || now.saturating_sub(previous) >= LOCAL_ERROR_BURST_GAP.as_millis() as u64
+        {
+            log::warn!(
+                "a connect failed for want of this host's resources ({detail}); no node is \
+                 evicted for it. Until they stop for {LOCAL_ERROR_BURST_GAP:?} such errors are only \
+                 counted (healthgate_local_connect_errors_total, {count} so far from {source:?})"
+            );
+        }
+    }
+
+    /// Whether outlier detection keeps `member` out now.
+    fn is_ejected(&self, member: &Member) -> bool {
+        self.outliers
+            .as_ref()
+            .is_some_and(|o| o.is_ejected(&member.outlier))
+    }
+
     /// The nodes to route to now: the ready ones; under `any_alive`, when none is ready,
-    /// the alive but not ready ones.
-    fn members(&self) -> Members {
+    /// the alive but not ready ones. Drained and ejected nodes never.
+    fn routable(&self) -> Members {
         let members = self.members.load();
+        let states: Vec<NodeState> = members.list.iter().map(|m| m.state()).collect();
         let in_state = |state: NodeState| -> Vec<Arc<Backend>> {
             members
                 .list
                 .iter()
-                .filter(|m| m.state() == state && !m.is_drained())
-                .filter(|m| {
-                    !self
-                        .outliers
-                        .as_ref()
-                        .is_some_and(|o| o.is_ejected(&m.outlier))
-                })
-                .map(|m| m.backend.clone())
+                .zip(&states)
+                .filter(|(m, s)| **s == state && !m.is_drained() && !self.is_ejected(m))
+                .map(|(m, _)| m.backend.clone())
                 .collect()
         };
         let ready = in_state(NodeState::Ready);
@@ -263,19 +303,8 @@ impl Cluster {
     fn rebuild_table(&self, force: bool) {
         self.router.publish(
             force,
-            || self.members(),
+            || self.routable(),
             |previous, table| {
-                let routed: HashSet<usize> = table.nodes().iter().map(|b| b.id).collect();
-                for m in &self.members.load().list {
-                    m.backend.series.set_routed(routed.contains(&m.backend.id));
-                }
-                self.metrics.ready_backends.set(table.ready() as i64);
-                self.metrics
-                    .routing_table_generation
-                    .set(table.generation() as i64);
-                self.metrics
-                    .routing_fallback
-                    .set(i64::from(table.is_fallback()));
                 if table.is_fallback() {
                     let names: Vec<&str> = table.nodes().iter().map(|b| b.name.as_str()).collect();
                     log::warn!(
@@ -312,8 +341,21 @@ fn warm_up(config: &Config) -> Duration {
     (r.initial_delay + r.period.saturating_mul(rounds) + r.timeout).min(MAX_WARM_UP)
 }
 
+/// A node's traffic and health addresses.
+type Addresses = (SocketAddr, SocketAddr);
+
+/// The addresses of every `(index, node)`, or the error of the first that does not resolve.
+/// Blocking (it may ask the system resolver).
+fn resolve_all<'a>(
+    nodes: impl Iterator<Item = (usize, &'a NodeConfig)>,
+) -> Result<Vec<(&'a NodeConfig, Addresses)>, ClusterError> {
+    nodes
+        .map(|(index, node)| Ok((node, resolve(index, node)?)))
+        .collect()
+}
+
 /// The traffic and health addresses of `node` (entry `index` of the node list).
-fn resolve(index: usize, node: &NodeConfig) -> Result<(SocketAddr, SocketAddr), ClusterError> {
+fn resolve(index: usize, node: &NodeConfig) -> Result<Addresses, ClusterError> {
     let one = |port: u16| -> Result<SocketAddr, ClusterError> {
         (node.host.as_str(), port)
             .to_socket_addrs()

@@ -1,7 +1,8 @@
 //! Applying a new configuration to the running cluster (SIGHUP). Nodes are matched by name:
 //! a node whose host and ports are unchanged keeps its state, counters and pooled
 //! connections (a new weight applies at once); a new or moved node starts in `starting`; a
-//! removed node leaves the routing table at once while requests in flight to it finish.
+//! removed node leaves the routing table at once while requests in flight to it finish. A
+//! reload is all or nothing: it either applies whole or changes nothing.
 
 use super::member::{Member, MemberSet};
 use super::{Cluster, ClusterError, Judgement};
@@ -38,7 +39,8 @@ impl ReloadSummary {
 
 impl Cluster {
     /// Apply `config`'s nodes, probe settings and balancing policy, and publish one new
-    /// table. Nothing changes if a new node's host does not resolve.
+    /// table. All or nothing: every new or moved node is resolved first, and if one does not
+    /// resolve, nothing changes (no member, no series, no id, no setting).
     pub fn reload(&self, config: &Config) -> Result<ReloadSummary, ClusterError> {
         let _one_at_a_time = self
             .reloading
@@ -50,26 +52,47 @@ impl Cluster {
             .iter()
             .map(|m| (m.backend.name.as_str(), m))
             .collect();
-        let mut summary = ReloadSummary::default();
-        let mut list = Vec::with_capacity(config.nodes.len());
-        let mut reweigh = Vec::new();
+        // Which entries keep their member, and which need a new one (resolved up front).
+        let mut plan = Vec::with_capacity(config.nodes.len());
+        let mut fresh = Vec::new();
         for (index, node) in config.nodes.iter().enumerate() {
-            let kept = by_name.remove(node.name.as_str()).filter(|m| {
+            let previous = by_name.remove(node.name.as_str());
+            let kept = previous.filter(|m| {
                 let b = &m.backend;
                 b.host == node.host
                     && b.traffic_addr.port() == node.traffic_port
                     && b.health_addr.port() == node.health_port
             });
             match kept {
-                Some(member) => {
-                    if member.backend.weight() != node.weight {
-                        reweigh.push((member.clone(), node.weight));
+                Some(member) => plan.push(Entry::Kept(member.clone(), node.weight)),
+                None => {
+                    // A moved node keeps its drain: the operator drained the name.
+                    let drained = previous.is_some_and(|m| m.is_drained());
+                    plan.push(Entry::New { drained });
+                    fresh.push((index, node));
+                }
+            }
+        }
+        let mut resolved = super::resolve_all(fresh.into_iter())?.into_iter();
+
+        // From here on nothing can fail: apply.
+        let mut summary = ReloadSummary::default();
+        let mut list = Vec::with_capacity(plan.len());
+        let mut reweigh = Vec::new();
+        for entry in plan {
+            match entry {
+                Entry::Kept(member, weight) => {
+                    if member.backend.weight() != weight {
+                        reweigh.push((member.clone(), weight));
                     }
                     summary.kept += 1;
-                    list.push(member.clone());
+                    list.push(member);
                 }
-                None => {
-                    let member = Arc::new(Member::new(self.new_backend(index, node)?));
+                Entry::New { drained } => {
+                    let Some((node, addrs)) = resolved.next() else {
+                        continue; // one resolved entry per new one, in order
+                    };
+                    let member = Arc::new(Member::new(self.new_backend(node, addrs), drained));
                     summary.added.push(member.backend.id);
                     list.push(member);
                 }
@@ -102,12 +125,17 @@ impl Cluster {
         self.probes.store(Arc::new(ProbeSettings::of(config)));
         self.router
             .set_policy(config.balancing.algorithm, config.balancing.slow_start);
-        self.metrics
-            .set_nodes(list.iter().map(|m| m.backend.series.clone()).collect());
         self.members.store(Arc::new(MemberSet::new(list)));
         self.rebuild_table(true);
         Ok(summary)
     }
+}
+
+/// One entry of the new node list: a member kept (with its new weight), or the next node to
+/// add (and whether it starts drained).
+enum Entry {
+    Kept(Arc<Member>, u32),
+    New { drained: bool },
 }
 
 /// The keys `old` and `new` differ in that a reload cannot apply: they take effect at the
@@ -136,5 +164,6 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         old.outlier_detection != new.outlier_detection,
     );
     differs("upgrade_socket", old.upgrade_socket != new.upgrade_socket);
+    differs("drain_file", old.drain_file != new.drain_file);
     keys
 }

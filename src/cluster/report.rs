@@ -1,7 +1,7 @@
 //! What the cluster tells `/status` and the status page about each node.
 
 use super::Cluster;
-use crate::health::{NodeState, ProbeOutcome, ProbeResult};
+use crate::health::{NodeState, ProbeKind, ProbeOutcome, ProbeResult};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -26,9 +26,9 @@ impl LastProbe {
     }
 }
 
-/// What is known about one node, for `/status` and the status page.
+/// What is known about one member, for `/status` and the status page.
 #[derive(Clone, Debug)]
-pub struct NodeReport {
+pub struct MemberReport {
     /// Node name.
     pub name: String,
     /// Traffic address.
@@ -47,8 +47,8 @@ pub struct NodeReport {
     pub weight: u32,
     /// Requests in flight to the node.
     pub in_flight: usize,
-    /// The latest readiness, liveness and TCP probe, indexed like [`Probe::ALL`].
-    pub last_probes: [Option<LastProbe>; 3],
+    /// The latest probe of each kind, indexed like [`ProbeKind::ALL`].
+    pub last_probes: [Option<LastProbe>; ProbeKind::ALL.len()],
     /// Requests the node answered or failed, all status classes.
     pub requests: u64,
     /// Of those, 5xx answers and attempts that got no answer.
@@ -61,7 +61,7 @@ pub struct NodeReport {
 
 impl Cluster {
     /// A report of every node, in configuration order.
-    pub fn reports(&self) -> Vec<NodeReport> {
+    pub fn reports(&self) -> Vec<MemberReport> {
         let members = self.members.load();
         members
             .list
@@ -69,7 +69,7 @@ impl Cluster {
             .map(|m| {
                 let b = &m.backend;
                 let h = m.lock();
-                NodeReport {
+                MemberReport {
                     name: b.name.clone(),
                     address: b.traffic_addr,
                     health_address: b.health_addr,
@@ -80,8 +80,8 @@ impl Cluster {
                     weight: b.weight(),
                     in_flight: b.in_flight(),
                     last_probes: h.last_probes,
-                    requests: b.series.requests_total(),
-                    errors: b.series.errors_total(),
+                    requests: b.counters.requests_total(),
+                    errors: b.counters.errors_total(),
                     drained: m.is_drained(),
                     ejected_for: self.outliers.as_ref().and_then(|o| o.remaining(&m.outlier)),
                 }

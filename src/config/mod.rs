@@ -12,7 +12,7 @@ pub use validate::MAX_RETRIES;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A validated configuration.
@@ -47,6 +47,9 @@ pub struct Config {
     /// Unix socket through which `--upgrade` takes the listeners over from the running
     /// process.
     pub upgrade_socket: String,
+    /// Where the operator's drains are written, so a hand-over (`--upgrade`) or a restart
+    /// keeps them (default: none; drains then last only as long as the process).
+    pub drain_file: Option<PathBuf>,
 }
 
 /// Outlier detection on live traffic.

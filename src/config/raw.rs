@@ -31,6 +31,7 @@ pub(super) struct RawConfig {
     pub limits: RawLimits,
     pub outlier_detection: Option<RawOutlier>,
     pub upgrade_socket: Option<Spanned<String>>,
+    pub drain_file: Option<Spanned<String>>,
 }
 
 /// The `outlier_detection` section.

@@ -26,6 +26,8 @@ use tokio::net::TcpStream;
 pub(super) enum GetError {
     Timeout,
     Failed(String),
+    /// The connect failed for want of this host's own resources (see `crate::os`).
+    Local(String),
 }
 
 /// A node's idle connection to its health port, kept for its next probe (empty at first, and
@@ -84,7 +86,7 @@ static KEPT: AtomicUsize = AtomicUsize::new(0);
 /// limit (the rest is for clients, upstream connections and probes that connect afresh).
 pub fn kept_limit() -> usize {
     static LIMIT: OnceLock<usize> = OnceLock::new();
-    *LIMIT.get_or_init(|| crate::fd_limit::open_files() / 4)
+    *LIMIT.get_or_init(|| crate::os::open_files() / 4)
 }
 
 /// One kept connection's share of the budget, given back when the connection is dropped.
@@ -120,7 +122,7 @@ pub(super) async fn get(
     // On a timeout the connection has been taken out of `connection`, and is dropped here:
     // an answer may still be on its way, so it can never carry another probe.
     match tokio::time::timeout(deadline, get_unbounded(connection, addr, host, path)).await {
-        Ok(result) => result.map_err(GetError::Failed),
+        Ok(result) => result,
         Err(_) => Err(GetError::Timeout),
     }
 }
@@ -130,7 +132,7 @@ async fn get_unbounded(
     addr: SocketAddr,
     host: &str,
     path: &str,
-) -> Result<Answer, String> {
+) -> Result<Answer, GetError> {
     let request = request(path, &host_header(host, addr.port()));
     if let Some(stream) = connection.take(addr) {
         // A failure on a kept connection may only mean the node closed it a moment ago:
@@ -143,12 +145,16 @@ async fn get_unbounded(
             Err(e) => log::debug!("{addr}{path}: kept connection failed ({e}); asking afresh"),
         }
     }
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| {
+        let why = format!("connect: {e}");
+        match crate::os::is_local_error(&e) {
+            true => GetError::Local(why),
+            false => GetError::Failed(why),
+        }
+    })?;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_zero_linger();
-    let (answer, reusable) = exchange(stream, &request).await?;
+    let (answer, reusable) = exchange(stream, &request).await.map_err(GetError::Failed)?;
     connection.keep(addr, reusable);
     Ok(answer)
 }

@@ -12,6 +12,32 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+/// A kind of health probe: the `probe` label of the probe metrics, and a column of the status
+/// page. Everything that lists probes iterates [`ProbeKind::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// `GET /healthz` on the health port.
+    Readiness,
+    /// `GET /liveness` on the health port.
+    Liveness,
+    /// A TCP connect to the traffic port.
+    Tcp,
+}
+
+impl ProbeKind {
+    /// Every kind, in label order.
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Readiness, ProbeKind::Liveness, ProbeKind::Tcp];
+
+    /// The metrics label value and `/status` key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Readiness => "readiness",
+            ProbeKind::Liveness => "liveness",
+            ProbeKind::Tcp => "tcp",
+        }
+    }
+}
+
 /// How a probe ended; the `result` label of `healthgate_probes_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProbeResult {
@@ -58,6 +84,9 @@ pub struct ProbeOutcome {
     pub faulty_capps: Vec<String>,
     /// How long the probe took.
     pub elapsed: Duration,
+    /// The probe could not be made for want of this host's own resources (out of file
+    /// descriptors or ports): it says nothing about the node.
+    pub local: bool,
 }
 
 impl ProbeOutcome {
@@ -68,6 +97,14 @@ impl ProbeOutcome {
             status: None,
             faulty_capps: Vec::new(),
             elapsed: started.elapsed(),
+            local: false,
+        }
+    }
+
+    fn local(reason: String, started: Instant) -> ProbeOutcome {
+        ProbeOutcome {
+            local: true,
+            ..ProbeOutcome::new(ProbeResult::Error, reason, started)
         }
     }
 
@@ -148,6 +185,9 @@ pub async fn tcp(addr: SocketAddr, deadline: Duration) -> ProbeOutcome {
             let _ = stream.set_zero_linger();
             ProbeOutcome::new(ProbeResult::Success, String::new(), started)
         }
+        Ok(Err(e)) if crate::os::is_local_error(&e) => {
+            ProbeOutcome::local(format!("traffic port {addr}: {e}"), started)
+        }
         Ok(Err(e)) => ProbeOutcome::new(
             ProbeResult::Error,
             format!("traffic port {addr}: {e}"),
@@ -177,5 +217,6 @@ fn failed(
         GetError::Failed(why) => {
             ProbeOutcome::new(ProbeResult::Error, format!("{addr}{path}: {why}"), started)
         }
+        GetError::Local(why) => ProbeOutcome::local(format!("{addr}{path}: {why}"), started),
     }
 }

@@ -1,6 +1,6 @@
-//! A node as the hot path sees it: built once at start-up, shared by every snapshot.
+//! A member as the hot path sees it: built once when the node is added, shared by every table.
 
-use crate::admin::NodeSeries;
+use crate::telemetry::Counters;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled connections to a node are closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One MI node: identity, addresses, the prebuilt peer, and live load.
+/// One member for the hot path: identity, addresses, the prebuilt peer, live load, counters.
 #[derive(Debug)]
 pub struct Backend {
     /// Unique for the life of the process: a node added by a reload gets a new id, and a
@@ -36,12 +36,13 @@ pub struct Backend {
     in_flight: AtomicUsize,
     /// When the node was last readmitted, in nanoseconds since [`epoch`] (0: not ramping).
     ramp_start: AtomicU64,
-    /// The node's metric series (request and connect-failure counters on the hot path).
-    pub series: Arc<NodeSeries>,
+    /// The member's counters (requests and connect failures are counted on the hot path).
+    pub counters: Arc<Counters>,
 }
 
 impl Backend {
-    /// A backend with its peer prebuilt for plain HTTP to `traffic_addr`.
+    /// A backend with its peer prebuilt for plain HTTP to `traffic_addr` and its counters at
+    /// zero.
     pub fn new(
         id: usize,
         name: String,
@@ -49,14 +50,12 @@ impl Backend {
         traffic_addr: SocketAddr,
         health_addr: SocketAddr,
         weight: u32,
-        series: Arc<NodeSeries>,
     ) -> Backend {
         let mut peer = HttpPeer::new(traffic_addr, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         peer.options.idle_timeout = Some(IDLE_TIMEOUT);
         Backend {
             id,
-            name,
             host,
             traffic_addr,
             health_addr,
@@ -64,7 +63,8 @@ impl Backend {
             peer,
             in_flight: AtomicUsize::new(0),
             ramp_start: AtomicU64::new(0),
-            series,
+            counters: Arc::new(Counters::new(&name)),
+            name,
         }
     }
 

@@ -13,6 +13,7 @@ use super::{
 use nodes::nodes;
 use serde_saphyr::Spanned;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Upper bound that keeps a typo from becoming a resource problem.
@@ -54,6 +55,10 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         Some(path) => unix_socket_path(path, "upgrade_socket")?,
         None => defaults::UPGRADE_SOCKET.to_string(),
     };
+    let drain_file = match &raw.drain_file {
+        Some(path) => Some(file_in_existing_directory(path, "drain_file")?),
+        None => None,
+    };
     let nodes = nodes(&raw.nodes)?;
     let readiness = readiness(&raw.readiness)?;
     let liveness = liveness(&raw.liveness)?;
@@ -67,6 +72,7 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         admin,
         admin_token,
         upgrade_socket,
+        drain_file,
         threads,
         nodes,
         readiness,
@@ -177,6 +183,26 @@ fn unix_socket_path(text: &Spanned<String>, path: &str) -> Rule<String> {
         );
     }
     Ok(value.to_string())
+}
+
+/// A file path whose directory exists (the file itself may not yet).
+fn file_in_existing_directory(text: &Spanned<String>, path: &str) -> Rule<PathBuf> {
+    let value = PathBuf::from(text.value.trim());
+    if value.as_os_str().is_empty() || value.file_name().is_none() {
+        return fail(text, path, format!("{:?} is not a file path", text.value));
+    }
+    let directory = match value.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        return fail(
+            text,
+            path,
+            format!("directory {} does not exist", directory.display()),
+        );
+    }
+    Ok(value)
 }
 
 fn listen_addresses(listen: Option<&Spanned<OneOrMany>>) -> Rule<Vec<SocketAddr>> {

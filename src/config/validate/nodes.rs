@@ -89,6 +89,13 @@ fn node(raw: &Spanned<RawNode>, index: usize) -> Rule<NodeConfig> {
                 "a node name cannot be empty",
             );
         }
+        Some(name) if name.value.contains(char::is_control) => {
+            return fail(
+                name,
+                format!("{prefix}.name"),
+                "a node name cannot contain control characters (newlines, tabs, …)",
+            );
+        }
         Some(name) => name.value.trim().to_string(),
         None => format!("{host}:{traffic_port}"),
     };

@@ -1,9 +1,7 @@
 use super::*;
-use crate::admin::Metrics;
 use crate::routing::InFlight;
 
 pub(crate) fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
-    let metrics = Metrics::new().expect("metrics");
     weights
         .iter()
         .enumerate()
@@ -16,7 +14,6 @@ pub(crate) fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
                 ([127, 0, 0, 1], port).into(),
                 ([127, 0, 0, 1], port + 1000).into(),
                 weight,
-                metrics.register_node(&format!("n{id}")),
             ))
         })
         .collect()

@@ -1,7 +1,9 @@
-//! The health background service: one poller per node, and configuration reloads on SIGHUP
-//! (they change the node set, so they live where the pollers are started and stopped).
+//! The supervisor: the background service that runs one poller per node and applies
+//! configuration reloads on SIGHUP (they change the node set, so they live where the pollers
+//! are started and stopped).
 
-use super::poller;
+mod poller;
+
 use crate::cluster::{Cluster, restart_only_changes};
 use crate::config::Config;
 use async_trait::async_trait;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 /// Runs the pollers until shutdown and applies reloads.
-pub struct HealthService {
+pub struct Supervisor {
     cluster: Arc<Cluster>,
     /// The file to read again on SIGHUP (`None`: the built-in demo config, no reloads).
     path: Option<PathBuf>,
@@ -22,10 +24,10 @@ pub struct HealthService {
     started_with: Config,
 }
 
-impl HealthService {
+impl Supervisor {
     /// A service for `cluster`, started from `config` read from `path`.
-    pub fn new(cluster: Arc<Cluster>, config: &Config, path: Option<PathBuf>) -> HealthService {
-        HealthService {
+    pub fn new(cluster: Arc<Cluster>, config: &Config, path: Option<PathBuf>) -> Supervisor {
+        Supervisor {
             cluster,
             path,
             started_with: config.clone(),
@@ -42,15 +44,6 @@ impl HealthService {
         tokio::task::spawn_blocking(move || reload(&cluster, &path, &started_with))
             .await
             .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))
-    }
-
-    fn count(&self, success: bool) {
-        let result = if success { "success" } else { "failure" };
-        self.cluster
-            .metrics()
-            .config_reloads_total
-            .with_label_values(&[result])
-            .inc();
     }
 }
 
@@ -87,7 +80,7 @@ struct Reloaded {
 }
 
 #[async_trait]
-impl BackgroundService for HealthService {
+impl BackgroundService for Supervisor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // Installed first thing: until it is, SIGHUP's default action ends the process.
         let mut hangups =
@@ -129,11 +122,11 @@ impl BackgroundService for HealthService {
                         }
                     }
                     pollers.extend(poller::spawn(&self.cluster, &added, &for_pollers));
-                    self.count(true);
+                    self.cluster.metrics().count_reload(true);
                 }
                 Err(e) => {
                     log::error!("reload failed, the running configuration stays: {e}");
-                    self.count(false);
+                    self.cluster.metrics().count_reload(false);
                 }
             }
         }

@@ -2,10 +2,10 @@
 //! (evenly out of phase, so a large cluster is not probed in lockstep) and reports to the
 //! cluster.
 
-use super::NodeState;
-use super::probe::{self, HealthConnection};
 use crate::cluster::Cluster;
-use crate::config::{Config, LivenessConfig, ReadinessConfig};
+use crate::config::{LivenessConfig, ReadinessConfig};
+use crate::health::NodeState;
+use crate::health::probe::{self, HealthConnection};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -19,25 +19,6 @@ const START_SPREAD_PER_NODE: Duration = Duration::from_millis(2);
 /// the runtime (and of the nodes' side), not one wake-up each (measured at 5000 nodes: see
 /// the README's Performance section).
 const PHASE_STEP: Duration = Duration::from_millis(10);
-
-/// Probe settings shared by every node's task.
-#[derive(Clone, Debug)]
-pub struct ProbeSettings {
-    /// Readiness probe.
-    pub readiness: ReadinessConfig,
-    /// Liveness probe.
-    pub liveness: LivenessConfig,
-}
-
-impl ProbeSettings {
-    /// The probe settings of `config`.
-    pub fn of(config: &Config) -> ProbeSettings {
-        ProbeSettings {
-            readiness: config.readiness.clone(),
-            liveness: config.liveness.clone(),
-        }
-    }
-}
 
 /// Start a polling task on the current runtime for each node in `ids`; each stops when
 /// `shutdown` turns true or its sender is dropped, or when a reload removed its node.

@@ -157,3 +157,62 @@ async fn a_bad_file_keeps_the_running_configuration_and_a_good_one_applies() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_fails_to_resolve_a_host_changes_nothing_metrics_included() {
+    let nodes = start_nodes(3);
+    let proxy = ProxyConfig::new(&nodes[..2]).start().await;
+    proxy.wait_ready(2).await;
+    let before = proxy.status().await;
+    let series = |text: &str, node: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("healthgate_backend_up{{node=\"{node}\"}}")))
+            .count()
+    };
+
+    // mi-2 reweighted, mi-3 added (it resolves), mi-4 added on a host that does not: the
+    // whole reload must fail, twice in a row, and leave nothing behind.
+    let failing = ProxyConfig::new(&nodes).weights(&[1, 5, 1]);
+    let unresolvable = "  - name: mi-4\n    host: no-such-host.invalid\n    traffic_port: 8290\n    health_port: 9201\n";
+    for attempt in 1..=2 {
+        let yaml = failing.yaml(proxy.listen, proxy.admin) + unresolvable;
+        std::fs::write(proxy.config_path(), yaml).expect("write config");
+        proxy.signal("HUP");
+        eventually(DEADLINE, "failed reload counted", || async {
+            proxy.reloads("failure").await == attempt
+        })
+        .await;
+    }
+    assert!(
+        proxy
+            .log()
+            .contains("cannot resolve \"no-such-host.invalid\""),
+        "{}",
+        proxy.log()
+    );
+    let after = proxy.status().await;
+    assert_eq!(after["generation"], before["generation"], "a new table");
+    assert_eq!(after["nodes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(node_field(&after, "mi-2", "weight"), "1", "half applied");
+    let metrics = proxy.metrics().await;
+    for node in ["mi-3", "mi-4"] {
+        assert!(
+            !metrics.contains(&format!("node=\"{node}\"")),
+            "{node}'s series after a failed reload:\n{metrics}"
+        );
+    }
+    assert_eq!(series(&metrics, "mi-1"), 1);
+    assert_eq!(series(&metrics, "mi-2"), 1);
+
+    // The same nodes without the bad host: applies, and every node has its series once.
+    proxy.reload(&failing);
+    eventually(DEADLINE, "reload applied and mi-3 ready", || async {
+        proxy.reloads("success").await == 1 && proxy.ready_nodes().await.len() == 3
+    })
+    .await;
+    let metrics = proxy.metrics().await;
+    for node in ["mi-1", "mi-2", "mi-3"] {
+        assert_eq!(series(&metrics, node), 1, "{node} in\n{metrics}");
+    }
+    assert_eq!(node_field(&proxy.status().await, "mi-2", "weight"), "5");
+}

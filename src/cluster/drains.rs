@@ -64,6 +64,36 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Drain the nodes the drain file lists (if `drain_file` is set). Called when probing
+    /// starts — with `--upgrade`, once the listeners have been handed over, so a drain the
+    /// old process wrote until then is seen — and before any node can be routed.
+    pub fn restore_drains(&self) {
+        let Some(file) = &self.drains else {
+            return;
+        };
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let names = file.load();
+        let members = self.members.load();
+        for name in &names {
+            match members.named(name) {
+                Some(member) => {
+                    member.set_drained(true);
+                    log::info!("node={name} stays drained (drain_file {})", file.path.display());
+                }
+                None => log::warn!(
+                    "drain_file {} lists {name:?}, which is not a configured node; ignored",
+                    file.path.display()
+                ),
+            }
+        }
+        self.rebuild_table(false);
+    }
+}
+
 /// The drain file: one drained node name per line.
 #[derive(Debug)]
 pub(super) struct DrainFile {

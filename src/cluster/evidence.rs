@@ -1,6 +1,7 @@
-//! Evidence about nodes — probe rounds, live-traffic failures and answers, the operator's
-//! drain — fed to each node's state machine; a flip is logged, counted and rebuilds the
-//! routing table.
+//! Evidence about nodes — probe rounds, live-traffic failures and answers — fed to each
+//! member's state machine (or, for answers, its outlier record); a flip is logged, counted
+//! and rebuilds the routing table. A probe that could not be made for want of this host's
+//! resources is no evidence at all.
 
 use super::member::{HealthRecord, Member};
 use super::{Cluster, LastProbe};

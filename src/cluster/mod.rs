@@ -96,11 +96,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Resolve every node and build the cluster; every node starts in `starting` (drained if
-    /// the drain file says so).
+    /// Resolve every node and build the cluster; every node starts in `starting`, undrained
+    /// (the drain file is read when probing starts: [`Cluster::restore_drains`]).
     pub fn new(config: &Config, metrics: Metrics) -> Result<Cluster, ClusterError> {
         let drains = config.drain_file.clone().map(DrainFile::new);
-        let drained = drains.as_ref().map(DrainFile::load).unwrap_or_default();
         let cluster = Cluster {
             members: ArcSwap::from_pointee(MemberSet::default()),
             next_id: AtomicUsize::new(0),
@@ -122,13 +121,7 @@ impl Cluster {
         let resolved = resolve_all(config.nodes.iter().enumerate())?;
         let list = resolved
             .into_iter()
-            .map(|(node, addrs)| {
-                let drained = drained.contains(&node.name);
-                if drained {
-                    log::info!("node={} stays drained (drain_file)", node.name);
-                }
-                Arc::new(Member::new(cluster.new_backend(node, addrs), drained))
-            })
+            .map(|(node, addrs)| Arc::new(Member::new(cluster.new_backend(node, addrs), false)))
             .collect();
         cluster.members.store(Arc::new(MemberSet::new(list)));
         Ok(cluster)

@@ -91,6 +91,7 @@ impl BackgroundService for Supervisor {
                     None
                 }
             };
+        self.cluster.restore_drains();
         self.cluster.probing_started();
         let ids = self.cluster.node_ids();
         let for_pollers = shutdown.clone();

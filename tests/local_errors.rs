@@ -1,0 +1,266 @@
+//! A connect that fails for want of the proxy's own resources evicts no node: healthgate runs
+//! under a low open-file limit, the test takes every descriptor it has left (idle client
+//! connections), and then asks for requests that need new upstream connections while the
+//! liveness rounds keep connecting to the traffic ports. Every such failure is the host's
+//! fault, not the nodes': they must stay ready, the failures must be counted, and the log
+//! must say so once for the burst.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Descriptors healthgate may have open: enough to start and serve a little, few enough for
+/// the test to take the rest.
+const OPEN_FILES: usize = 128;
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// healthgate started under `ulimit -n OPEN_FILES` (soft and hard, so it cannot raise it).
+struct Limited {
+    child: Child,
+    dir: tempfile::TempDir,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Limited {
+    async fn start(config: &ProxyConfig) -> Limited {
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let path = dir.path().join("healthgate.yaml");
+        std::fs::write(&path, config.yaml(listen, admin)).unwrap();
+        let log = std::fs::File::create(dir.path().join("healthgate.log")).unwrap();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_healthgate"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn,healthgate=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let limited = Limited {
+            child,
+            dir,
+            listen,
+            admin,
+        };
+        let client = client();
+        eventually(DEADLINE, "healthgate answers under the limit", || async {
+            let url = format!("http://{admin}/liveness");
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        limited
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("healthgate.log")).unwrap_or_default()
+    }
+
+    fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        let url = format!("http://{}/status", self.admin);
+        client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.admin);
+        client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One GET on a kept client connection; its status (0 if the connection failed).
+async fn get(stream: &mut BufReader<TcpStream>) -> u16 {
+    let request = b"GET /orders HTTP/1.1\r\nHost: healthgate\r\n\r\n";
+    if stream.get_mut().write_all(request).await.is_err() {
+        return 0;
+    }
+    let mut status_line = String::new();
+    if stream.read_line(&mut status_line).await.unwrap_or(0) == 0 {
+        return 0;
+    }
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return 0;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    if stream.read_exact(&mut body).await.is_err() {
+        return 0;
+    }
+    status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start:?} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_evicts_no_node() {
+    let nodes = start_nodes(2);
+    let config = ProxyConfig::new(&nodes);
+    let proxy = Limited::start(&config).await;
+    eventually(DEADLINE, "both nodes ready", || async {
+        proxy.status().await["ready"] == 2
+    })
+    .await;
+    let since =
+        |status: &serde_json::Value| ["mi-1", "mi-2"].map(|n| node_field(status, n, "since"));
+    let before = since(&proxy.status().await);
+
+    // Client connections that will ask for requests once the descriptors are gone.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut stream = BufReader::new(TcpStream::connect(proxy.listen).await.unwrap());
+        assert_eq!(get(&mut stream).await, 200);
+        clients.push(stream);
+    }
+    // Slow answers: concurrent requests need more upstream connections than are pooled.
+    for node in &nodes {
+        node.set_response_delay(Duration::from_millis(300));
+    }
+    // Take every descriptor the proxy has left with idle connections.
+    let mut fillers = Vec::new();
+    let started = Instant::now();
+    while proxy.open_files() < OPEN_FILES {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the proxy stopped at {} open files:\n{}",
+            proxy.open_files(),
+            proxy.log()
+        );
+        fillers.push(TcpStream::connect(proxy.listen).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Requests that need new upstream connections, and (liveness: every 500 ms, with a
+    // traffic-port connect) probes that need new connections, for a while.
+    let asked = Instant::now();
+    let mut failed = 0;
+    while asked.elapsed() < Duration::from_millis(1500) {
+        let rounds: Vec<_> = clients
+            .drain(..)
+            .map(|mut stream| {
+                tokio::spawn(async move {
+                    let status = tokio::time::timeout(Duration::from_secs(3), get(&mut stream))
+                        .await
+                        .unwrap_or(0);
+                    (stream, status)
+                })
+            })
+            .collect();
+        for round in rounds {
+            let (stream, status) = round.await.unwrap();
+            // A failed request closes its client connection; the others are kept.
+            match status {
+                200 => clients.push(stream),
+                _ => failed += 1,
+            }
+        }
+        // Replace the closed ones (accepted as descriptors come free).
+        while clients.len() < 8 {
+            clients.push(BufReader::new(
+                TcpStream::connect(proxy.listen).await.unwrap(),
+            ));
+        }
+    }
+    assert!(
+        failed > 0,
+        "no request needed a descriptor it could not have"
+    );
+    drop(fillers);
+    drop(clients);
+    for node in &nodes {
+        node.set_response_delay(Duration::ZERO);
+    }
+
+    eventually(DEADLINE, "the admin listener answers again", || async {
+        let url = format!("http://{}/liveness", proxy.admin);
+        client()
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let status = proxy.status().await;
+    assert_eq!(status["ready"], 2, "{status}");
+    assert_eq!(since(&status), before, "a node changed state: {status}");
+    let metrics = proxy.metrics().await;
+    for node in ["mi-1", "mi-2"] {
+        for to in ["dead", "not_ready"] {
+            let line =
+                format!("healthgate_backend_transitions_total{{node=\"{node}\",to=\"{to}\"}} ");
+            assert_eq!(metric(&metrics, &line), 0, "{node} → {to}");
+        }
+        let line = format!("healthgate_upstream_connect_failures_total{{node=\"{node}\"}} ");
+        assert_eq!(metric(&metrics, &line), 0, "counted against {node}");
+    }
+    let traffic = "healthgate_local_connect_errors_total{source=\"traffic\"} ";
+    let probe = "healthgate_local_connect_errors_total{source=\"probe\"} ";
+    assert!(metric(&metrics, traffic) > 0, "{metrics}");
+    assert!(metric(&metrics, probe) > 0, "{metrics}");
+    let log = proxy.log();
+    let warnings = log
+        .matches("a connect failed for want of this host's resources")
+        .count();
+    assert_eq!(warnings, 1, "one line for the burst:\n{log}");
+    // And the proxy serves as before.
+    let mut stream = BufReader::new(TcpStream::connect(proxy.listen).await.unwrap());
+    assert_eq!(get(&mut stream).await, 200);
+}

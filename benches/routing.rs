@@ -13,7 +13,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use healthgate::config::Algorithm;
 use healthgate::health::body::faulty_capps;
-use healthgate::routing::{Members, Router, RoutingTable, Tried};
+use healthgate::routing::{Routable, Router, RoutingTable, Tried};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +39,7 @@ fn pick(c: &mut Criterion) {
         for algorithm in ALGORITHMS {
             let router = Arc::new(Router::new(algorithm));
             let all = nodes.clone();
-            router.publish(false, || Members::ready(all), |_, _| {});
+            router.publish(false, || Routable::ready(all), |_, _| {});
             // A writer that flips one node out and back in every millisecond: a thousand
             // flips a second, far more than a real cluster makes, so every pick races a swap.
             let stop = Arc::new(AtomicBool::new(false));
@@ -50,7 +50,7 @@ fn pick(c: &mut Criterion) {
                     while !stop.load(Ordering::Relaxed) {
                         let skip = (swaps % 2) as usize;
                         let ready = nodes[skip..].to_vec();
-                        router.publish(false, || Members::ready(ready), |_, _| {});
+                        router.publish(false, || Routable::ready(ready), |_, _| {});
                         swaps += 1;
                         thread::sleep(Duration::from_millis(1));
                     }
@@ -92,7 +92,7 @@ fn rebuild(c: &mut Criterion) {
                         black_box(RoutingTable::new(
                             1,
                             algorithm,
-                            Members::ready(nodes.clone()),
+                            Routable::ready(nodes.clone()),
                         ))
                     })
                 },

@@ -2,7 +2,7 @@
 //! measures every algorithm at 3, 100 and 1000 ready nodes, first try and retries.
 
 use healthgate::config::Algorithm;
-use healthgate::routing::{Members, Router, Tried};
+use healthgate::routing::{Routable, Router, Tried};
 
 #[path = "common/backends.rs"]
 mod backends;
@@ -19,7 +19,7 @@ fn picking_a_node_does_not_allocate() {
         ] {
             let router = Router::new(algorithm);
             let all = nodes.clone();
-            router.publish(false, || Members::ready(all), |_, _| {});
+            router.publish(false, || Routable::ready(all), |_, _| {});
             let mut tried = Tried::default();
             tried.push(0);
             tried.push(1);

@@ -14,7 +14,7 @@ mod scrape;
 use crate::config::{Config, NodeConfig, NoneReadyPolicy, TimeoutsConfig};
 use crate::health::{NodeState, ProbeSettings, Thresholds};
 use crate::routing::outlier::Outliers;
-use crate::routing::{Backend, Members, Router, RoutingTable};
+use crate::routing::{Backend, Routable, Router, RoutingTable};
 use crate::telemetry::{LocalErrorSource, Metrics};
 use arc_swap::ArcSwap;
 use drains::DrainFile;
@@ -266,7 +266,7 @@ impl Cluster {
 
     /// The nodes to route to now: the ready ones; under `any_alive`, when none is ready,
     /// the alive but not ready ones. Drained and ejected nodes never.
-    fn routable(&self) -> Members {
+    fn routable(&self) -> Routable {
         let members = self.members.load();
         let states: Vec<NodeState> = members.list.iter().map(|m| m.state()).collect();
         let in_state = |state: NodeState| -> Vec<Arc<Backend>> {
@@ -282,13 +282,13 @@ impl Cluster {
         if ready.is_empty() && self.judgement.load().when_none_ready == NoneReadyPolicy::AnyAlive {
             let alive = in_state(NodeState::NotReady);
             if !alive.is_empty() {
-                return Members {
-                    nodes: alive,
+                return Routable {
+                    backends: alive,
                     fallback: true,
                 };
             }
         }
-        Members::ready(ready)
+        Routable::ready(ready)
     }
 
     /// Publish a new table of the nodes to route to now (`force`: even if they are the
@@ -299,7 +299,7 @@ impl Cluster {
             || self.routable(),
             |previous, table| {
                 if table.is_fallback() {
-                    let names: Vec<&str> = table.nodes().iter().map(|b| b.name.as_str()).collect();
+                    let names: Vec<&str> = table.backends().iter().map(|b| b.name.as_str()).collect();
                     log::warn!(
                         "no node is ready: routing to {} alive but not ready node(s) ({}) under when_none_ready: any_alive",
                         names.len(),

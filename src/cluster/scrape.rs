@@ -11,7 +11,7 @@ impl Cluster {
     /// member's counters.
     pub fn scrape(&self) -> Scrape {
         let table = self.table();
-        let routed: HashSet<usize> = table.nodes().iter().map(|b| b.id).collect();
+        let routed: HashSet<usize> = table.backends().iter().map(|b| b.id).collect();
         let members = self.members.load();
         let nodes = members
             .list

@@ -11,4 +11,4 @@ mod table;
 
 pub use backend::{Backend, CONNECT_TIMEOUT, IDLE_TIMEOUT, InFlight, Tried};
 pub use select::Selector;
-pub use table::{Members, Router, RoutingTable};
+pub use table::{Routable, Router, RoutingTable};

@@ -12,21 +12,21 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The nodes a table is built from.
+/// The routable backends a table is built from.
 #[derive(Debug, Default)]
-pub struct Members {
-    /// The nodes that may receive traffic, in configuration order.
-    pub nodes: Vec<Arc<Backend>>,
+pub struct Routable {
+    /// The backends that may receive traffic, in configuration order.
+    pub backends: Vec<Arc<Backend>>,
     /// True when no node is ready and these are alive but not ready nodes, routed to under
     /// `when_none_ready: any_alive`.
     pub fallback: bool,
 }
 
-impl Members {
+impl Routable {
     /// Ready nodes.
-    pub fn ready(nodes: Vec<Arc<Backend>>) -> Members {
-        Members {
-            nodes,
+    pub fn ready(backends: Vec<Arc<Backend>>) -> Routable {
+        Routable {
+            backends,
             fallback: false,
         }
     }
@@ -36,20 +36,20 @@ impl Members {
 #[derive(Debug)]
 pub struct RoutingTable {
     generation: u64,
-    nodes: Box<[Arc<Backend>]>,
+    backends: Box<[Arc<Backend>]>,
     fallback: bool,
     selector: Selector,
     slow_start: Option<Duration>,
 }
 
 impl RoutingTable {
-    /// A table over `members` with the given algorithm (and no slow start).
-    pub fn new(generation: u64, algorithm: Algorithm, members: Members) -> RoutingTable {
-        let selector = Selector::new(algorithm, &members.nodes);
+    /// A table over `routable` with the given algorithm (and no slow start).
+    pub fn new(generation: u64, algorithm: Algorithm, routable: Routable) -> RoutingTable {
+        let selector = Selector::new(algorithm, &routable.backends);
         RoutingTable {
             generation,
-            nodes: members.nodes.into_boxed_slice(),
-            fallback: members.fallback,
+            backends: routable.backends.into_boxed_slice(),
+            fallback: routable.fallback,
             selector,
             slow_start: None,
         }
@@ -60,24 +60,24 @@ impl RoutingTable {
         self.generation
     }
 
-    /// The routable nodes, in configuration order.
-    pub fn nodes(&self) -> &[Arc<Backend>] {
-        &self.nodes
+    /// The routable backends, in configuration order.
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
     }
 
     /// Number of routable nodes.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.backends.len()
     }
 
     /// Whether no node is routable.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.backends.is_empty()
     }
 
     /// Number of ready nodes: the routable ones, unless this is a fallback table.
     pub fn ready(&self) -> usize {
-        if self.fallback { 0 } else { self.nodes.len() }
+        if self.fallback { 0 } else { self.backends.len() }
     }
 
     /// Whether no node is ready and the table routes to alive, not ready nodes instead.
@@ -90,11 +90,11 @@ impl RoutingTable {
     /// candidate is ramping: slow start never refuses traffic).
     pub fn pick(&self, tried: &Tried) -> Option<&Arc<Backend>> {
         let Some(ramp) = self.slow_start else {
-            return self.selector.pick(&self.nodes, tried);
+            return self.selector.pick(&self.backends, tried);
         };
         let mut passed_over = *tried;
         let mut fallback = None;
-        while let Some(candidate) = self.selector.pick(&self.nodes, &passed_over) {
+        while let Some(candidate) = self.selector.pick(&self.backends, &passed_over) {
             let share = candidate.ramp_share(ramp);
             if share >= 1.0 || fastrand::f64() < share {
                 return Some(candidate);
@@ -129,7 +129,7 @@ impl Router {
     /// A router with an empty table (generation 0): nothing is routable before a verdict.
     pub fn new(algorithm: Algorithm) -> Router {
         Router {
-            current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Members::default())),
+            current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Routable::default())),
             policy: Mutex::new(Policy {
                 algorithm,
                 slow_start: None,
@@ -172,32 +172,32 @@ impl Router {
         self.current.load_full()
     }
 
-    /// Build a table from `members()` and publish it with the next generation, then let
+    /// Build a table from `routable()` and publish it with the next generation, then let
     /// `published` see the previous and the new table. Both run under the policy lock, so
     /// the last publisher always sees the latest states and observers see generations in
     /// order. Unless `force` (the policy or a weight changed), nothing is published when
-    /// the members are the ones already published (two flips raced and the first rebuild
+    /// the backends are the ones already published (two flips raced and the first rebuild
     /// saw both): the generation counts changes only.
     pub fn publish(
         &self,
         force: bool,
-        members: impl FnOnce() -> Members,
+        routable: impl FnOnce() -> Routable,
         published: impl FnOnce(&RoutingTable, &RoutingTable),
     ) {
         let policy = self.lock_policy();
         let current = self.current.load_full();
-        let members = members();
+        let routable = routable();
         let same_ids = |a: &[Arc<Backend>], b: &[Arc<Backend>]| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id)
         };
         if !force
-            && current.fallback == members.fallback
-            && same_ids(&current.nodes, &members.nodes)
+            && current.fallback == routable.fallback
+            && same_ids(&current.backends, &routable.backends)
         {
             return;
         }
         let generation = current.generation + 1;
-        let mut table = RoutingTable::new(generation, policy.algorithm, members);
+        let mut table = RoutingTable::new(generation, policy.algorithm, routable);
         table.slow_start = policy.slow_start;
         let table = Arc::new(table);
         self.current.store(table.clone());
@@ -215,7 +215,7 @@ mod tests {
         let router = Router::new(Algorithm::RoundRobin);
         let publish = |ids: &[usize]| {
             let ready = ids.iter().map(|&i| nodes[i].clone()).collect();
-            router.publish(false, || Members::ready(ready), |_, _| {});
+            router.publish(false, || Routable::ready(ready), |_, _| {});
             router.load().generation()
         };
         assert_eq!(publish(&[]), 0, "the empty table is already published");
@@ -224,8 +224,8 @@ mod tests {
         assert_eq!(publish(&[0, 2]), 2, "same size, other node");
         assert_eq!(publish(&[0, 1, 2]), 3);
         assert_eq!(router.load().len(), 3);
-        let alive = Members {
-            nodes: vec![nodes[0].clone(), nodes[1].clone(), nodes[2].clone()],
+        let alive = Routable {
+            backends: vec![nodes[0].clone(), nodes[1].clone(), nodes[2].clone()],
             fallback: true,
         };
         router.publish(false, || alive, |_, _| {});

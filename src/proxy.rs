@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 /// The body of the 503 sent when no node is ready.
 pub const NO_READY_NODE_BODY: &str = "no ready Micro Integrator node is available; retry shortly\n";
+/// The body of the 503 sent when a connect failed for want of healthgate's own resources.
+pub const OUT_OF_RESOURCES_BODY: &str =
+    "healthgate is out of local resources (file descriptors or ports); retry shortly\n";
 
 /// The `ProxyHttp` implementation.
 pub struct HealthgateProxy {
@@ -140,6 +143,9 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     /// Set when the request ends because no (untried) node is ready.
     no_ready_node: bool,
+    /// Set when a connect failed for want of this host's resources (nothing is known of the
+    /// node, and another attempt now would meet the same shortage).
+    out_of_resources: bool,
     /// When the request arrived.
     started: Instant,
     /// Request body bytes seen so far.
@@ -162,6 +168,7 @@ impl ProxyHttp for HealthgateProxy {
             attempt: None,
             upstream_status: None,
             no_ready_node: false,
+            out_of_resources: false,
             started: Instant::now(),
             body_bytes: 0,
         }
@@ -303,20 +310,23 @@ impl ProxyHttp for HealthgateProxy {
     ) -> Box<Error> {
         if crate::os::caused_locally(e.root_cause()) {
             // Out of descriptors or ports here: nothing is known about the node. Counted,
-            // not held against it (a burst would otherwise empty the routing table).
+            // not held against it (a burst would otherwise empty the routing table), and
+            // not retried (the next node would meet the same shortage): a 503.
             let detail = format!("connect to {peer}: {e}");
             self.cluster
                 .local_connect_error(LocalErrorSource::Traffic, &detail);
             ctx.attempt = None;
-        } else {
-            // A failed connect to the traffic port is evidence on its own (MI's shutdown
-            // trap): evict at once; the poller re-verifies before readmitting.
-            if let Some(attempt) = &ctx.attempt {
-                self.cluster
-                    .traffic_failed(attempt.backend().id, format!("connect to {peer}: {e}"));
-            }
-            self.attempt_failed(ctx, true);
+            ctx.out_of_resources = true;
+            e.set_retry(false);
+            return e;
         }
+        // A failed connect to the traffic port is evidence on its own (MI's shutdown trap):
+        // evict at once; the poller re-verifies before readmitting.
+        if let Some(attempt) = &ctx.attempt {
+            self.cluster
+                .traffic_failed(attempt.backend().id, format!("connect to {peer}: {e}"));
+        }
+        self.attempt_failed(ctx, true);
         // Nothing was sent, so any request may go to another node.
         e.set_retry(self.may_retry(ctx));
         e
@@ -368,8 +378,12 @@ impl ProxyHttp for HealthgateProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        if ctx.no_ready_node {
-            respond_no_ready_node(session).await;
+        if ctx.no_ready_node || ctx.out_of_resources {
+            let body = match ctx.no_ready_node {
+                true => NO_READY_NODE_BODY,
+                false => OUT_OF_RESOURCES_BODY,
+            };
+            respond_unavailable(session, body).await;
             return FailToProxy {
                 error_code: 503,
                 can_reuse_downstream: false,
@@ -405,8 +419,9 @@ impl ProxyHttp for HealthgateProxy {
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
-        // Counted in healthgate_no_ready_backend_total; a log line per request would flood.
-        ctx.no_ready_node
+        // Counted (healthgate_no_ready_backend_total, _local_connect_errors_total) and, for a
+        // shortage, logged once per burst: a log line per request would flood.
+        ctx.no_ready_node || ctx.out_of_resources
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -448,8 +463,8 @@ fn access_log_line(session: &Session, attempt: Option<&InFlight>, elapsed: std::
 /// Pingora 0.9 closes the client connection after any failed proxy attempt, so saying
 /// keep-alive would let the client send its next request into a closing socket (a test
 /// caught exactly that).
-async fn respond_no_ready_node(session: &mut Session) {
-    let body = Bytes::from_static(NO_READY_NODE_BODY.as_bytes());
+async fn respond_unavailable(session: &mut Session, body: &'static str) {
+    let body = Bytes::from_static(body.as_bytes());
     let header = (|| -> Result<ResponseHeader> {
         let mut h = ResponseHeader::build(503, Some(4))?;
         h.insert_header("retry-after", "1")?;

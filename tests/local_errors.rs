@@ -209,14 +209,15 @@ async fn running_out_of_descriptors_evicts_no_node() {
             // A failed request closes its client connection; the others are kept.
             match status {
                 200 => clients.push(stream),
-                _ => failed += 1,
+                // A shortage is answered 503 (retry shortly), never 502 or a hang.
+                503 => failed += 1,
+                other => panic!("a request got {other}:\n{}", proxy.log()),
             }
         }
-        // Replace the closed ones (accepted as descriptors come free).
-        while clients.len() < 8 {
-            clients.push(BufReader::new(
-                TcpStream::connect(proxy.listen).await.unwrap(),
-            ));
+        // A closed one is not replaced: a new connection would wait in the listen queue
+        // until a descriptor came free. The kept ones ask again; the probes go on.
+        if clients.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     assert!(
@@ -255,6 +256,8 @@ async fn running_out_of_descriptors_evicts_no_node() {
     let probe = "healthgate_local_connect_errors_total{source=\"probe\"} ";
     assert!(metric(&metrics, traffic) > 0, "{metrics}");
     assert!(metric(&metrics, probe) > 0, "{metrics}");
+    let no_ready = "healthgate_no_ready_backend_total ";
+    assert_eq!(metric(&metrics, no_ready), 0, "counted as no ready node");
     let log = proxy.log();
     let warnings = log
         .matches("a connect failed for want of this host's resources")

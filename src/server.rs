@@ -79,7 +79,7 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
         // once every ready node has been tried.
         max_retries: config.balancing.retries + 1,
         // One current-thread runtime per worker: no cross-thread wake-ups on the hot path
-        // (measured: 47 → 39 µs of CPU per request with one thread; README, Performance).
+        // (measured: 47 → 39 µs of CPU per request with one thread; docs/bench/README.md).
         work_stealing: false,
         // Pingora keeps one LRU of idle upstream connections for all nodes (default 128).
         // Round robin over N nodes needs an idle connection per node, or most requests

@@ -4,7 +4,7 @@
 //!
 //! Why not hyper's client: a probe is one fixed GET and a short answer, and a hyper client
 //! connection per probe (handshake, dispatcher, channels, 8 KiB buffers) was most of the
-//! prober's user time at 5000 nodes (see the README's Performance section).
+//! prober's user time at 5000 nodes (see docs/bench/health-cost.md).
 
 use httparse::Status;
 use tokio::io::{AsyncRead, AsyncReadExt};

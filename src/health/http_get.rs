@@ -1,8 +1,8 @@
 //! The HTTP GET behind the health probes, on a connection each node keeps between probes.
 //!
 //! A probe on a fresh connection costs a connect and a close on both ends, which is most of
-//! what health checking a large cluster costs (measured at 5000 nodes: see the README's
-//! Performance section). So a node's idle connection to its health port is kept for its next
+//! what health checking a large cluster costs (measured at 5000 nodes: see
+//! docs/bench/health-cost.md). So a node's idle connection to its health port is kept for its next
 //! probe, with this policy for connections that went stale in between:
 //! - a kept connection the node closed or reset (restart, idle timeout) is noticed before use
 //!   if the close has arrived, and otherwise by the failed exchange: either way the probe is

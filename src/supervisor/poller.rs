@@ -17,7 +17,7 @@ const MIN_START_SPREAD: Duration = Duration::from_secs(1);
 const START_SPREAD_PER_NODE: Duration = Duration::from_millis(2);
 /// Rounds fall on a grid of this step: the nodes due in one step are probed in one wake-up of
 /// the runtime (and of the nodes' side), not one wake-up each (measured at 5000 nodes: see
-/// the README's Performance section).
+/// docs/bench/health-cost.md).
 const PHASE_STEP: Duration = Duration::from_millis(10);
 
 /// Start a polling task on the current runtime for each node in `ids`; each stops when

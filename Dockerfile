@@ -1,4 +1,6 @@
-# healthgate and mi-sim in one small image.
+# healthgate and mi-sim in one small image. healthgate is the production build (without the
+# `demo` feature: no `healthgate demo`, no simulator inside); mi-sim is its own binary, for
+# docker-compose.yml's simulated nodes.
 #   docker build -t healthgate .
 #   docker run --rm -v $PWD/conf/compose.yaml:/etc/healthgate/healthgate.yaml:ro healthgate
 FROM rust:1.95-bookworm AS build
@@ -10,7 +12,8 @@ WORKDIR /src
 COPY . .
 # The release profile keeps line tables for profiling; an image does not need them.
 ENV CARGO_PROFILE_RELEASE_DEBUG=0
-RUN cargo build --release --locked --bins \
+RUN cargo build --release --locked -p healthgate --no-default-features --bin healthgate \
+ && cargo build --release --locked -p mi-sim --bin mi-sim \
  && strip target/release/healthgate target/release/mi-sim
 
 FROM debian:bookworm-slim

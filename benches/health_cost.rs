@@ -14,14 +14,14 @@
 #[path = "load/peers.rs"]
 #[allow(dead_code)]
 mod peers;
-#[path = "load/procs.rs"]
-#[allow(dead_code)]
+#[path = "support/procs.rs"]
+#[allow(dead_code)] // shared by every bench target; each uses a part
 mod procs;
 
 use peers::{Nodes, Workdir};
 use procs::{
-    Proc, cpu_seconds, free_port, http_get, metric_sum, metric_value, peak_rss_bytes, rss_bytes,
-    wait_until,
+    Proc, cpu_seconds, free_port, http_get, metric_sum, metric_value, mi_sim, peak_rss_bytes,
+    rss_bytes, wait_until,
 };
 use std::net::SocketAddr;
 use std::process::Command;
@@ -87,7 +87,7 @@ fn run() -> Result<(), String> {
 
 /// One `mi-sim` answering every 127.x.y.z address on the two ports.
 fn start_sim(dir: &Workdir, traffic_port: u16, health_port: u16) -> Result<Proc, String> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mi-sim"));
+    let mut command = Command::new(mi_sim()?);
     command
         .args(["--name", "sim-all", "--host", "0.0.0.0"])
         .args(["--traffic-port", &traffic_port.to_string()])
@@ -121,7 +121,7 @@ fn measure(dir: &Workdir, nodes: &Nodes, seconds: f64, tcp: bool) -> Result<Row,
             .and_then(|m| metric_value(&m, "healthgate_ready_backends"))
             .is_some_and(|r| r == n as f64)
     })?;
-    proc.check_running(&log)?;
+    proc.check_running()?;
     // Let the first liveness round pass before measuring the steady state.
     std::thread::sleep(Duration::from_secs(6));
     let probes = || metrics().map_or(f64::NAN, |m| metric_sum(&m, "healthgate_probes_total"));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and integration tests that start simulated MI nodes
-# and the real healthgate binary on 127.0.0.1. Extra arguments go to the test runner.
+# and the real healthgate binary on 127.0.0.1; both workspace packages (healthgate and sim/,
+# the default members). Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh --test

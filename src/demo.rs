@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::server;
-use crate::sim::{SimNode, SimOptions, control};
+use mi_sim::{SimNode, SimOptions, control};
 use std::error::Error;
 use std::fmt::Write;
 use std::io::Write as _;

@@ -85,6 +85,3 @@ pub mod server;
 
 #[cfg(feature = "demo")]
 pub mod demo;
-
-#[cfg(feature = "demo")]
-pub mod sim;

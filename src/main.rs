@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 use healthgate::config::{Config, LogLevel};
-use healthgate::demo::{self, DemoArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,7 +31,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start three simulated MI nodes and the proxy in front of them, and print the URLs.
-    Demo(DemoArgs),
+    #[cfg(feature = "demo")]
+    Demo(healthgate::demo::DemoArgs),
+    /// Not in this build (built without the `demo` feature): says so and exits 2.
+    #[cfg(not(feature = "demo"))]
+    #[command(hide = true)]
+    Demo(NoDemo),
+}
+
+/// Whatever follows `demo` in a build without it; only the error is printed.
+#[cfg(not(feature = "demo"))]
+#[derive(Debug, clap::Args)]
+struct NoDemo {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -44,9 +56,19 @@ fn main() -> ExitCode {
         command,
     } = Cli::parse();
     match (command, config) {
+        #[cfg(feature = "demo")]
         (Some(Command::Demo(args)), _) => {
             init_logging(LogLevel::Info);
-            exit(demo::run(args))
+            exit(healthgate::demo::run(args))
+        }
+        #[cfg(not(feature = "demo"))]
+        (Some(Command::Demo(_)), _) => {
+            eprintln!(
+                "error: this healthgate is a production build, without `healthgate demo` \
+                 (built with --no-default-features); a default build has it: \
+                 cargo run --release --bin healthgate -- demo"
+            );
+            ExitCode::from(2)
         }
         (None, Some(path)) => {
             let config = match Config::load(&path) {
@@ -82,12 +104,17 @@ fn main() -> ExitCode {
             }
         }
         (None, None) => {
-            eprintln!("error: give --config FILE (or run `healthgate demo`); see --help");
+            if cfg!(feature = "demo") {
+                eprintln!("error: give --config FILE (or run `healthgate demo`); see --help");
+            } else {
+                eprintln!("error: give --config FILE; see --help");
+            }
             ExitCode::from(2)
         }
     }
 }
 
+#[cfg(feature = "demo")]
 fn exit(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use healthgate::sim::Phase;
+use mi_sim::Phase;
 use std::time::{Duration, Instant};
 
 /// A node that hot-deploys a faulty CApp leaves the table within

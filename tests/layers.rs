@@ -18,7 +18,6 @@ const LAYERS: &[&str] = &[
     "admin",
     "proxy",
     "server",
-    "sim",
     "demo",
 ];
 

@@ -71,7 +71,7 @@ impl Metrics {
 }
 
 /// MI-style shutdown of `node`, then wait until its traffic port refuses connections.
-async fn shut_down(node: &healthgate::sim::SimNode) {
+async fn shut_down(node: &mi_sim::SimNode) {
     node.shutdown();
     eventually(Duration::from_secs(5), "traffic port closed", || async {
         std::net::TcpStream::connect(node.traffic_addr()).is_err()

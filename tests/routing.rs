@@ -190,12 +190,8 @@ async fn retries_go_to_other_nodes_when_two_die_at_once() {
     proxy.wait_ready(3).await;
     nodes[0].crash();
     nodes[1].crash();
-    nodes[0]
-        .wait_for_phase(healthgate::sim::Phase::Stopped)
-        .await;
-    nodes[1]
-        .wait_for_phase(healthgate::sim::Phase::Stopped)
-        .await;
+    nodes[0].wait_for_phase(mi_sim::Phase::Stopped).await;
+    nodes[1].wait_for_phase(mi_sim::Phase::Stopped).await;
     for _ in 0..10 {
         assert_eq!(proxy.get("/api").await, (200, Some("mi-3".to_string())));
     }

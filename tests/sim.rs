@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use healthgate::sim::{Phase, SimOptions};
+use mi_sim::{Phase, SimOptions};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -209,90 +209,4 @@ async fn hung_health_port_accepts_but_never_answers() {
     assert!(hung.is_err_and(|e| e.is_timeout()));
     node.set_hung(false);
     assert_eq!(get(node.health_addr(), "/healthz").await.0, 200);
-}
-
-/// The `mi-sim` binary: driven through its control API, and SIGTERM behaves like MI's.
-#[tokio::test]
-async fn mi_sim_binary_is_driven_at_run_time() {
-    let (traffic, health, control) = (free_port(), free_port(), free_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mi-sim"))
-        .args(["--name", "mi-bin", "--traffic-port", &traffic.to_string()])
-        .args([
-            "--health-port",
-            &health.to_string(),
-            "--shutdown-grace",
-            "1s",
-        ])
-        .args(["--control", &format!("127.0.0.1:{control}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let health: SocketAddr = ([127, 0, 0, 1], health).into();
-    let traffic: SocketAddr = ([127, 0, 0, 1], traffic).into();
-    let control = format!("http://127.0.0.1:{control}");
-    let c = client();
-    eventually(Duration::from_secs(10), "mi-sim up", || async {
-        c.get(format!("{control}/")).send().await.is_ok() && accepts(health).await
-    })
-    .await;
-
-    let post = |path: &'static str, body: &'static str| {
-        let c = c.clone();
-        let url = format!("{control}{path}");
-        async move {
-            c.post(url)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(post("/faulty", "bad_1.0.0.car").await, 200);
-    let (status, _, body) = get(health, "/healthz").await;
-    assert_eq!(status, 500);
-    assert!(
-        body.contains(r#""Faulty CAPPs" : ["bad_1.0.0.car"]"#),
-        "{body}"
-    );
-    let del = c.delete(format!("{control}/faulty")).send().await.unwrap();
-    assert_eq!(del.status(), 200);
-    assert_eq!(get(health, "/healthz").await.0, 200);
-    let state: serde_json::Value = c
-        .get(format!("{control}/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(state["phase"], "running");
-
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    eventually(
-        Duration::from_secs(3),
-        "traffic port closed first",
-        || async { !accepts(traffic).await },
-    )
-    .await;
-    assert_eq!(
-        get(health, "/healthz").await.0,
-        200,
-        "healthz answers during the grace"
-    );
-    let exited = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exited.success());
-    assert!(!accepts(health).await);
 }

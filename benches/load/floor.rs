@@ -45,7 +45,7 @@ pub fn start(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Result<
                 .map(|ip| format!("{ip}:{}", nodes.traffic_port)),
         );
     let mut proc = Proc::spawn("floor", command, &dir.log("floor"))?;
-    wait_for_proxy(port, &mut proc, &dir.log("floor"))?;
+    wait_for_proxy(port, &mut proc)?;
     Ok(proc)
 }
 

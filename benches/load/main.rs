@@ -15,7 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod floor;
 mod peers;
-#[allow(dead_code)] // shared with benches/health_cost.rs, which uses the rest
+#[path = "../support/procs.rs"]
+#[allow(dead_code)] // shared by every bench target; each uses a part
 mod procs;
 mod wrk;
 

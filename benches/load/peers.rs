@@ -2,10 +2,10 @@
 //! `mi-sim`) and the proxies in front of them (HAProxy, NGINX, healthgate), each configured
 //! alike: round robin, keep-alive to the nodes, `X-Forwarded-For`, health checks every second.
 
-use super::procs::{Proc, find_tool, free_port, http_get, metric_value, wait_until};
+use super::procs::{Proc, find_tool, free_port, http_get, metric_value, mi_sim, wait_until};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -111,14 +111,14 @@ pub fn nginx_backend(dir: &Workdir, nodes: &Nodes) -> Result<Proc, String> {
     wait_until(Duration::from_secs(10), "the nginx backend", || {
         http_get(nodes.first_traffic(), "/").is_some_and(|(s, _)| s == 200)
     })?;
-    proc.check_running(&dir.log("backend-nginx"))?;
+    proc.check_running()?;
     Ok(proc)
 }
 
 /// `mi-sim` as the backend (one node; it binds one address).
 pub fn mi_sim_backend(dir: &Workdir, nodes: &Nodes) -> Result<Proc, String> {
     assert_eq!(nodes.ips.len(), 1, "mi-sim serves one node");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mi-sim"));
+    let mut command = Command::new(mi_sim()?);
     command
         .args(["--name", "mi-sim-1", "--host"])
         .arg(nodes.ips[0].to_string())
@@ -152,7 +152,7 @@ pub fn haproxy(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Resul
     let mut command = Command::new(haproxy);
     command.arg("-db").arg("-f").arg(path);
     let mut proc = Proc::spawn("haproxy", command, &dir.log("haproxy"))?;
-    wait_for_proxy(port, &mut proc, &dir.log("haproxy"))?;
+    wait_for_proxy(port, &mut proc)?;
     Ok(proc)
 }
 
@@ -176,7 +176,7 @@ pub fn nginx_proxy(
          \x20  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n  }}\n }}\n"
     );
     let mut proc = start_nginx(dir, "nginx-proxy", threads, &http)?;
-    wait_for_proxy(port, &mut proc, &dir.log("nginx-proxy"))?;
+    wait_for_proxy(port, &mut proc)?;
     Ok(proc)
 }
 
@@ -201,9 +201,9 @@ pub fn healthgate(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Re
         },
     );
     // An early exit explains more than the timeout: its log goes into the error.
-    proc.check_running(&dir.log("healthgate"))?;
+    proc.check_running()?;
     ready?;
-    wait_for_proxy(port, &mut proc, &dir.log("healthgate"))?;
+    wait_for_proxy(port, &mut proc)?;
     Ok(proc)
 }
 
@@ -227,13 +227,13 @@ pub fn healthgate_config(nodes: &Nodes, threads: usize, port: u16, admin: Socket
 }
 
 /// Wait until the proxy on `port` answers `/` with 200, or fail with its log.
-pub fn wait_for_proxy(port: u16, proc: &mut Proc, log: &Path) -> Result<(), String> {
+pub fn wait_for_proxy(port: u16, proc: &mut Proc) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let result = wait_until(
         Duration::from_secs(20),
         &format!("{} to answer", proc.name),
         || http_get(addr, "/").is_some_and(|(s, _)| s == 200),
     );
-    proc.check_running(log)?;
+    proc.check_running()?;
     result
 }

@@ -3,6 +3,7 @@
 //! are reported "n/a" when the build under test does not have them.
 
 use crate::nodes::NodeSpec;
+use crate::procs::Signal;
 use crate::proxies::{Extra, GRACE_SECONDS, Kind, Proxy};
 use crate::report::{Incident, Outcome};
 use crate::run::Run;
@@ -20,7 +21,7 @@ const IN_DEADLINE: Duration = Duration::from_secs(10);
 async fn haproxy_reload(proxy: &Proxy) -> Result<(), String> {
     proxy.haproxy_save_state()?;
     let old = proxy.haproxy_worker().ok_or("no HAProxy worker pid")?;
-    proxy.process.signal("USR2")?;
+    proxy.process.signal(Signal::SIGUSR2)?;
     let started = Instant::now();
     while proxy.haproxy_worker().is_none_or(|pid| pid == old) {
         if started.elapsed() > RELOAD_DEADLINE {
@@ -48,7 +49,7 @@ pub async fn reload(run: &mut Run, added: &NodeSpec) -> Result<Outcome, String> 
     let at = Instant::now();
     let mut notes = Vec::new();
     if run.kind == Kind::Healthgate {
-        run.proxy.process.signal("HUP")?;
+        run.proxy.process.signal(Signal::SIGHUP)?;
         let started = Instant::now();
         loop {
             if run.proxy.process.exited() {
@@ -106,9 +107,9 @@ pub async fn sigterm(run: &mut Run) -> Result<Outcome, String> {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let at = Instant::now();
     run.proxy.process.signal(if run.kind == Kind::Healthgate {
-        "TERM"
+        Signal::SIGTERM
     } else {
-        "USR1"
+        Signal::SIGUSR1
     })?;
     let exited = run
         .proxy
@@ -176,7 +177,7 @@ pub async fn upgrade(run: &mut Run) -> Result<Outcome, String> {
         }
         at = Instant::now();
         let old = run.proxy.retired().ok_or("no old process")?;
-        old.signal("QUIT")?;
+        old.signal(Signal::SIGQUIT)?;
         let gone = old
             .wait_exit(Duration::from_secs(GRACE_SECONDS * 2 + 10))
             .await;

@@ -7,13 +7,12 @@
 //! table; a full run of every scenario also writes `docs/bench/scenarios.md`, any other run
 //! `target/bench/scenarios.md`. The column definitions are in `table.rs`.
 
-mod child;
 mod lifecycle;
 mod load;
 mod nodes;
 mod plays;
-#[path = "../load/procs.rs"]
-#[allow(dead_code)] // shared with the load benchmark, which uses the rest
+#[path = "../support/procs.rs"]
+#[allow(dead_code)] // shared by every bench target; each uses a part
 mod procs;
 mod proxies;
 mod report;

@@ -2,8 +2,7 @@
 //! can be killed for real (`kill -9`), stopped MI-style (SIGTERM) and started again on the
 //! same ports, and driven through its control API (faulty CApps, hang, delay).
 
-use crate::child::Child;
-use crate::procs::free_port;
+use crate::procs::{Proc, Signal, free_port, mi_sim};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,7 +51,7 @@ impl NodeSpec {
 pub struct Node {
     /// Who it is.
     pub spec: NodeSpec,
-    process: Option<Child>,
+    process: Option<Proc>,
     log: PathBuf,
 }
 
@@ -115,7 +114,7 @@ impl Cluster {
     pub async fn kill9(&mut self, i: usize) -> Result<(), String> {
         let node = &mut self.nodes[i];
         let mut process = node.process.take().ok_or("node not running")?;
-        process.signal("KILL")?;
+        process.signal(Signal::SIGKILL)?;
         process.wait_exit(Duration::from_secs(5)).await;
         Ok(())
     }
@@ -125,7 +124,7 @@ impl Cluster {
     pub async fn stop_mi_style(&mut self, i: usize) -> Result<(), String> {
         let node = &mut self.nodes[i];
         let mut process = node.process.take().ok_or("node not running")?;
-        process.signal("TERM")?;
+        process.signal(Signal::SIGTERM)?;
         if !process.wait_exit(Duration::from_secs(15)).await {
             return Err(format!("{} did not exit after SIGTERM", node.spec.name));
         }
@@ -202,8 +201,8 @@ impl Cluster {
     }
 }
 
-fn spawn(spec: &NodeSpec, log: &Path, startup: &str) -> Result<Child, String> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mi-sim"));
+fn spawn(spec: &NodeSpec, log: &Path, startup: &str) -> Result<Proc, String> {
+    let mut command = Command::new(mi_sim()?);
     command
         .args(["--name", &spec.name, "--host", "127.0.0.1"])
         .args(["--traffic-port", &spec.traffic_port.to_string()])
@@ -216,5 +215,5 @@ fn spawn(spec: &NodeSpec, log: &Path, startup: &str) -> Result<Child, String> {
             startup,
         ])
         .env("RUST_LOG", "warn");
-    Child::spawn(&spec.name, command, log)
+    Proc::spawn_group(&spec.name, command, log)
 }

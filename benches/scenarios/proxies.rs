@@ -1,9 +1,8 @@
 //! The proxies under test: healthgate and HAProxy 2.6 (two variants), configured with the
 //! same health timings, started, asked what they route to, and reloaded, upgraded or stopped.
 
-use crate::child::Child;
 use crate::nodes::NodeSpec;
-use crate::procs::{find_tool, free_port};
+use crate::procs::{Proc, find_tool, free_port};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -59,9 +58,9 @@ pub struct Proxy {
     config: PathBuf,
     dir: PathBuf,
     /// The process signalled for reload and stop (HAProxy: the master).
-    pub process: Child,
+    pub process: Proc,
     /// Processes replaced by an upgrade, kept until the run ends so they are cleaned up.
-    retired: Vec<Child>,
+    retired: Vec<Proc>,
     http: reqwest::Client,
 }
 
@@ -126,7 +125,7 @@ impl Proxy {
                 addr: admin,
                 http: http.clone(),
             },
-            process: Child::spawn(name, command, &log)?,
+            process: Proc::spawn_group(name, command, &log)?,
             config,
             dir: dir.to_path_buf(),
             retired: Vec::new(),
@@ -209,7 +208,7 @@ impl Proxy {
     pub fn spawn_upgrade(&mut self) -> Result<(), String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_healthgate"));
         command.arg("--config").arg(&self.config).arg("--upgrade");
-        let new = Child::spawn(
+        let new = Proc::spawn_group(
             "healthgate (new)",
             command,
             &self.dir.join("healthgate-new.log"),
@@ -220,7 +219,7 @@ impl Proxy {
     }
 
     /// The process an upgrade replaced.
-    pub fn retired(&mut self) -> Option<&mut Child> {
+    pub fn retired(&mut self) -> Option<&mut Proc> {
         self.retired.last_mut()
     }
 }

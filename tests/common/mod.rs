@@ -7,7 +7,7 @@ mod load;
 #[allow(unused_imports)] // not every test binary uses the load generator
 pub use load::{Load, Sample, count_by_node, failures};
 
-use healthgate::sim::{SimNode, SimOptions};
+use mi_sim::{SimNode, SimOptions};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -276,12 +276,9 @@ impl Proxy {
 
     /// Send the signal `name` (e.g. `HUP`) to the process.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        let signal: nix::sys::signal::Signal = format!("SIG{name}").parse().expect("a signal name");
+        let pid = nix::unistd::Pid::from_raw(self.child.id().try_into().expect("a pid"));
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("kill -{name}: {e}"));
     }
 
     /// The configuration file the process reads.

@@ -1,23 +1,59 @@
-//! Processes for the benchmarks: finding tools, starting children that die with the harness,
-//! CPU time and memory from `/proc`, free ports, and a tiny HTTP GET for readiness polls.
+//! Processes for the benchmarks, shared by every bench target (each includes this file with
+//! `#[path]`): starting children with their output in a log, signalling them, stopping them
+//! when dropped, finding tools and the `mi-sim` binary, CPU time and memory from `/proc`, free
+//! ports, and a tiny HTTP GET for readiness polls.
 
-use std::io::{Read, Write};
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, killpg};
+use nix::unistd::Pid;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A child process stopped (SIGTERM, then SIGKILL) and reaped when dropped.
+/// A child process with its output appended to a log, stopped and reaped when dropped.
+///
+/// [`Proc::spawn`]: in the harness's process group (Ctrl-C reaches it too); dropping it sends
+/// SIGTERM — a master process (nginx's) then stops its workers — and SIGKILL if it is not gone
+/// within 3 s. [`Proc::spawn_group`]: leading a group of its own; dropping it kills the whole
+/// group at once (HAProxy's old workers after a reload, any node, even on a panic).
 pub struct Proc {
     /// What it is, for messages.
     pub name: String,
     child: Child,
+    log: PathBuf,
+    /// Where this process's output starts in `log` (a restarted node appends to the same one).
+    log_start: u64,
+    own_group: bool,
 }
 
 impl Proc {
-    /// Start `command` with output to `log` (a file), or fail with a message naming it.
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Proc, String> {
-        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    /// Start `command` in this process group, output appended to `log`, or fail naming it.
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Result<Proc, String> {
+        Proc::start(name, command, log, false)
+    }
+
+    /// Start `command` leading a process group of its own, output appended to `log`.
+    pub fn spawn_group(name: &str, mut command: Command, log: &Path) -> Result<Proc, String> {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        Proc::start(name, command, log, true)
+    }
+
+    fn start(
+        name: &str,
+        mut command: Command,
+        log: &Path,
+        own_group: bool,
+    ) -> Result<Proc, String> {
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_start = out.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = command
             .stdin(Stdio::null())
@@ -28,6 +64,9 @@ impl Proc {
         Ok(Proc {
             name: name.to_string(),
             child,
+            log: log.to_path_buf(),
+            log_start,
+            own_group,
         })
     }
 
@@ -36,61 +75,133 @@ impl Proc {
         self.child.id()
     }
 
+    fn nix_pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX))
+    }
+
+    /// Send `signal` to the process (only to it: a master's workers do not get it).
+    pub fn signal(&self, signal: Signal) -> Result<(), String> {
+        kill(self.nix_pid(), signal).map_err(|e| format!("{signal} to {}: {e}", self.name))
+    }
+
     /// Stop the process (SIGSTOP) or let it go on (SIGCONT). Only this process: a master's
     /// workers run on.
     pub fn set_paused(&self, paused: bool) -> Result<(), String> {
-        let signal = if paused { "-STOP" } else { "-CONT" };
-        match self.signal(signal) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(format!("kill {signal} {}: {e}", self.name)),
-        }
-    }
-
-    /// Send `signal` (as `kill` spells it, `-TERM`) to the process.
-    fn signal(&self, signal: &str) -> Result<(), String> {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
+        self.signal(if paused {
+            Signal::SIGSTOP
         } else {
-            Err(status.to_string())
-        }
+            Signal::SIGCONT
+        })
     }
 
-    /// Fail if the process already exited (a bad config, a taken port).
-    pub fn check_running(&mut self, log: &Path) -> Result<(), String> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            _ => Err(format!(
+    /// Whether the process has exited (it is reaped then).
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait until the process exits, polling; false if it still runs after `deadline`.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> bool {
+        let started = Instant::now();
+        while !self.exited() {
+            if started.elapsed() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Fail if the process already exited (a bad config, a taken port), with its log.
+    pub fn check_running(&mut self) -> Result<(), String> {
+        if self.exited() {
+            Err(format!(
                 "{} exited early; its log:\n{}",
                 self.name,
-                std::fs::read_to_string(log).unwrap_or_default()
-            )),
+                self.log()
+            ))
+        } else {
+            Ok(())
         }
+    }
+
+    /// What this process has written to its log so far.
+    pub fn log(&self) -> String {
+        let mut text = Vec::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log) {
+            let _ = file.seek(SeekFrom::Start(self.log_start));
+            let _ = file.read_to_end(&mut text);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// The last lines of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = self.log();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
     }
 }
 
 impl Drop for Proc {
-    /// SIGTERM first: a master process (nginx's) then stops its workers, which a SIGKILL to
-    /// the master alone would leave running. SIGKILL if it is not gone within 3 s.
     fn drop(&mut self) {
-        // A stopped process (see `set_paused`) only acts on SIGTERM once continued.
-        for signal in ["-TERM", "-CONT"] {
-            let _ = self.signal(signal);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
+        if self.own_group {
+            // The group first (workers a master left behind), then the leader itself.
+            let _ = killpg(self.nix_pid(), Signal::SIGKILL);
+        } else {
+            // A stopped process (see `set_paused`) only acts on SIGTERM once continued.
+            for signal in [Signal::SIGTERM, Signal::SIGCONT] {
+                let _ = self.signal(signal);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && !self.exited() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `mi-sim` binary (the workspace's `sim` package), built beside this bench's healthgate
+/// with the same profile. A bench can name only its own package's binaries
+/// (`CARGO_BIN_EXE_…`), so it asks cargo for this one, once per run (quick when it is fresh).
+pub fn mi_sim() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(build_mi_sim).clone()
+}
+
+fn build_mi_sim() -> Result<PathBuf, String> {
+    let healthgate = Path::new(env!("CARGO_BIN_EXE_healthgate"));
+    let out = healthgate
+        .parent()
+        .ok_or("healthgate binary has no directory")?;
+    let target = out.parent().ok_or("no target directory")?;
+    let profile = match out.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(profile) => profile,
+        None => return Err(format!("profile of {}", healthgate.display())),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "mi-sim",
+            "--bin",
+            "mi-sim",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("cargo build -p mi-sim: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build -p mi-sim: {status}"));
+    }
+    Ok(out.join("mi-sim"))
 }
 
 /// The path of `tool` on `PATH` or in the sbin directories (nginx and haproxy live there).

@@ -1,7 +1,10 @@
 //! A simulated MI node that behaves as MI-HEALTH-API.md describes: it opens its ports in
 //! MI's order, answers `/healthz` and `/liveness` byte for byte, and can be driven at run
 //! time — faulty CApps, MI-style shutdown, hang, crash, slow startup. Used by the `mi-sim`
-//! binary, `healthgate demo`, the tests and the benchmarks.
+//! binary, `healthgate demo` (the `demo` feature), and healthgate's tests and benchmarks.
+//!
+//! A crate of its own so that a production build of healthgate (`--no-default-features`)
+//! carries none of it.
 
 pub mod control;
 pub mod mi;

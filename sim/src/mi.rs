@@ -156,13 +156,15 @@ mod tests {
         assert_eq!(LIVENESS_BODY, r#"{"server" : "started"}"#);
     }
 
+    /// healthgate still reads the name out of this body: its parser's test
+    /// (`src/health/body.rs`) takes the same bytes.
     #[test]
     fn unescaped_quote_makes_invalid_json_like_mi() {
         let body = faulty_body("4.4.0", Some("-"), &[r#"we"ird.car"#.into()]);
         assert!(serde_json::from_str::<serde_json::Value>(&body).is_err());
-        assert_eq!(
-            crate::health::body::faulty_capps(body.as_bytes()),
-            [r#"we"ird.car"#]
+        assert!(
+            body.ends_with(r#""Faulty CAPPs" : ["we"ird.car"]}"#),
+            "{body}"
         );
     }
 

@@ -5,7 +5,7 @@
 //! once. With `--control ADDR` the node can be driven over HTTP (see the README).
 
 use clap::Parser;
-use healthgate::sim::{Phase, SimNode, SimOptions, control};
+use mi_sim::{Phase, SimNode, SimOptions, control};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;

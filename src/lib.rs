@@ -26,8 +26,10 @@
 //!
 //! # Glossary (one word per concept; the code uses exactly these)
 //!
-//! - **node** — an MI server as the operator knows it: configured as a [`config::NodeConfig`]
-//!   (name, host, ports, weight), reported as a node in logs, metric labels and `/status`.
+//! - **node** — an MI server as the operator knows it, and every type the operator sees of it:
+//!   its configuration [`config::NodeConfig`], its state [`health::NodeState`], its entry in
+//!   `/status` ([`admin::NodeStatus`]) and in a scrape ([`telemetry::NodeSample`]); logs and
+//!   metric labels say `node`.
 //! - **member** — a node the running cluster tracks, from its addition to its removal by a
 //!   reload; it has an id never reused. It holds the node's one health record (the state),
 //!   its drain flag and its outlier record (`cluster::member`).

@@ -82,7 +82,10 @@ impl Cluster {
             match members.named(name) {
                 Some(member) => {
                     member.set_drained(true);
-                    log::info!("node={name} stays drained (drain_file {})", file.path.display());
+                    log::info!(
+                        "node={name} stays drained (drain_file {})",
+                        file.path.display()
+                    );
                 }
                 None => log::warn!(
                     "drain_file {} lists {name:?}, which is not a configured node; ignored",

@@ -77,7 +77,11 @@ impl RoutingTable {
 
     /// Number of ready nodes: the routable ones, unless this is a fallback table.
     pub fn ready(&self) -> usize {
-        if self.fallback { 0 } else { self.backends.len() }
+        if self.fallback {
+            0
+        } else {
+            self.backends.len()
+        }
     }
 
     /// Whether no node is ready and the table routes to alive, not ready nodes instead.

@@ -119,34 +119,62 @@ async fn request_bodies_reach_the_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_a_request_through_the_proxy() {
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_healthgate"))
-        .args([
-            "demo",
-            "--listen",
-            &listen.to_string(),
-            "--admin",
-            &admin.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn demo");
     let client = client();
-    let url = format!("http://{listen}/");
-    eventually(
-        Duration::from_secs(20),
-        "the demo answers through the proxy",
-        || async {
-            client
+    // A port found free may be taken before the demo binds it (another test's connection):
+    // the demo then exits at once, and is started again on other ports.
+    let mut attempts = 0;
+    let (mut child, listen, admin, stderr) = loop {
+        attempts += 1;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let stderr = tempfile::NamedTempFile::new().expect("temp file");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_healthgate"))
+            .args([
+                "demo",
+                "--listen",
+                &listen.to_string(),
+                "--admin",
+                &admin.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr.reopen().expect("stderr file"))
+            .spawn()
+            .expect("spawn demo");
+        let url = format!("http://{listen}/");
+        let started = std::time::Instant::now();
+        let answered = loop {
+            if client
                 .get(&url)
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
-        },
-    )
-    .await;
+            {
+                break true;
+            }
+            if child.try_wait().expect("try_wait").is_some()
+                || started.elapsed() > Duration::from_secs(20)
+            {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if answered {
+            break (child, listen, admin, stderr);
+        }
+        let exited = child.try_wait().expect("try_wait").is_some();
+        let _ = child.kill();
+        let log = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+        assert!(
+            exited,
+            "the demo runs but did not answer within 20 s:\n{log}"
+        );
+        assert!(
+            attempts < 3,
+            "the demo did not answer in 3 attempts; last log:\n{log}"
+        );
+    };
+    let url = format!("http://{listen}/");
+    drop(stderr);
     let answer = client.get(&url).send().await.unwrap();
     let answered_by = answer
         .headers()

@@ -32,10 +32,7 @@ impl Cluster {
     pub fn set_drained(&self, name: &str, drained: bool) -> Result<Drained, DrainError> {
         // Under the reload lock: a reload swapping the members cannot lose this drain, and
         // two actions write the file in the order they applied.
-        let _one_at_a_time = self
-            .reloading
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = self.one_change_at_a_time();
         let members = self.members.load();
         let member = members
             .named(name)
@@ -62,9 +59,7 @@ impl Cluster {
         });
         Ok(Drained { changed, persisted })
     }
-}
 
-impl Cluster {
     /// Drain the nodes the drain file lists (if `drain_file` is set). Called when probing
     /// starts — with `--upgrade`, once the listeners have been handed over, so a drain the
     /// old process wrote until then is seen — and before any node can be routed.
@@ -72,10 +67,7 @@ impl Cluster {
         let Some(file) = &self.drains else {
             return;
         };
-        let _one_at_a_time = self
-            .reloading
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = self.one_change_at_a_time();
         let names = file.load();
         let members = self.members.load();
         for name in &names {

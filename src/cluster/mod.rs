@@ -82,7 +82,7 @@ pub struct Cluster {
     metrics: Metrics,
     /// Where drains are kept across hand-overs and restarts (`drain_file`), if anywhere.
     drains: Option<DrainFile>,
-    /// One reload (or drain) at a time.
+    /// One reload or drain at a time ([`Cluster::one_change_at_a_time`]).
     reloading: Mutex<()>,
     /// Nodes removed by a reload while requests were in flight to them.
     retired: Mutex<Vec<Arc<Backend>>>,
@@ -118,11 +118,11 @@ impl Cluster {
             last_local_error_ms: AtomicU64::new(0),
             started: Instant::now(),
         };
-        let resolved = resolve_all(config.nodes.iter().enumerate())?;
-        let list = resolved
-            .into_iter()
-            .map(|(node, addrs)| Arc::new(Member::new(cluster.new_backend(node, addrs), false)))
-            .collect();
+        let mut list = Vec::with_capacity(config.nodes.len());
+        for (index, node) in config.nodes.iter().enumerate() {
+            let backend = cluster.new_backend(node, resolve(index, node)?);
+            list.push(Arc::new(Member::new(backend, false)));
+        }
         cluster.members.store(Arc::new(MemberSet::new(list)));
         Ok(cluster)
     }
@@ -206,6 +206,15 @@ impl Cluster {
             .map(|b| b.in_flight())
             .sum();
         current + retired
+    }
+
+    /// Held while the node list or a drain changes: reloads and operator actions apply one at
+    /// a time, so neither loses the other's change.
+    fn one_change_at_a_time(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock guards nothing (the unit): a panic elsewhere changes no rule here.
+        self.reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn member(&self, id: usize) -> Option<Arc<Member>> {
@@ -337,17 +346,8 @@ fn warm_up(config: &Config) -> Duration {
 /// A node's traffic and health addresses.
 type Addresses = (SocketAddr, SocketAddr);
 
-/// The addresses of every `(index, node)`, or the error of the first that does not resolve.
-/// Blocking (it may ask the system resolver).
-fn resolve_all<'a>(
-    nodes: impl Iterator<Item = (usize, &'a NodeConfig)>,
-) -> Result<Vec<(&'a NodeConfig, Addresses)>, ClusterError> {
-    nodes
-        .map(|(index, node)| Ok((node, resolve(index, node)?)))
-        .collect()
-}
-
-/// The traffic and health addresses of `node` (entry `index` of the node list).
+/// The traffic and health addresses of `node` (entry `index` of the node list). Blocking: it
+/// may ask the system resolver.
 fn resolve(index: usize, node: &NodeConfig) -> Result<Addresses, ClusterError> {
     let one = |port: u16| -> Result<SocketAddr, ClusterError> {
         (node.host.as_str(), port)

@@ -5,8 +5,8 @@
 //! reload is all or nothing: it either applies whole or changes nothing.
 
 use super::member::{Member, MemberSet};
-use super::{Cluster, ClusterError, Judgement};
-use crate::config::Config;
+use super::{Addresses, Cluster, ClusterError, Judgement};
+use crate::config::{Config, NodeConfig};
 use crate::health::ProbeSettings;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -42,19 +42,16 @@ impl Cluster {
     /// table. All or nothing: every new or moved node is resolved first, and if one does not
     /// resolve, nothing changes (no member, no series, no id, no setting).
     pub fn reload(&self, config: &Config) -> Result<ReloadSummary, ClusterError> {
-        let _one_at_a_time = self
-            .reloading
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = self.one_change_at_a_time();
         let current = self.members.load_full();
         let mut by_name: HashMap<&str, &Arc<Member>> = current
             .list
             .iter()
             .map(|m| (m.backend.name.as_str(), m))
             .collect();
-        // Which entries keep their member, and which need a new one (resolved up front).
+        // Which entries keep their member, and which need a new one. Resolving is the only
+        // step that can fail, and nothing has changed until the plan is whole.
         let mut plan = Vec::with_capacity(config.nodes.len());
-        let mut fresh = Vec::new();
         for (index, node) in config.nodes.iter().enumerate() {
             let previous = by_name.remove(node.name.as_str());
             let kept = previous.filter(|m| {
@@ -63,17 +60,16 @@ impl Cluster {
                     && b.traffic_addr.port() == node.traffic_port
                     && b.health_addr.port() == node.health_port
             });
-            match kept {
-                Some(member) => plan.push(Entry::Kept(member.clone(), node.weight)),
-                None => {
+            plan.push(match kept {
+                Some(member) => Entry::Kept(member.clone(), node.weight),
+                None => Entry::New {
+                    node,
+                    addresses: super::resolve(index, node)?,
                     // A moved node keeps its drain: the operator drained the name.
-                    let drained = previous.is_some_and(|m| m.is_drained());
-                    plan.push(Entry::New { drained });
-                    fresh.push((index, node));
-                }
-            }
+                    drained: previous.is_some_and(|m| m.is_drained()),
+                },
+            });
         }
-        let mut resolved = super::resolve_all(fresh.into_iter())?.into_iter();
 
         // From here on nothing can fail: apply.
         let mut summary = ReloadSummary::default();
@@ -88,11 +84,13 @@ impl Cluster {
                     summary.kept += 1;
                     list.push(member);
                 }
-                Entry::New { drained } => {
-                    let Some((node, addrs)) = resolved.next() else {
-                        continue; // one resolved entry per new one, in order
-                    };
-                    let member = Arc::new(Member::new(self.new_backend(node, addrs), drained));
+                Entry::New {
+                    node,
+                    addresses,
+                    drained,
+                } => {
+                    let backend = self.new_backend(node, addresses);
+                    let member = Arc::new(Member::new(backend, drained));
                     summary.added.push(member.backend.id);
                     list.push(member);
                 }
@@ -131,11 +129,15 @@ impl Cluster {
     }
 }
 
-/// One entry of the new node list: a member kept (with its new weight), or the next node to
-/// add (and whether it starts drained).
-enum Entry {
+/// One entry of the new node list: a member kept (with its new weight), or a node to add at
+/// its resolved addresses (and whether it starts drained).
+enum Entry<'a> {
     Kept(Arc<Member>, u32),
-    New { drained: bool },
+    New {
+        node: &'a NodeConfig,
+        addresses: Addresses,
+        drained: bool,
+    },
 }
 
 /// The keys `old` and `new` differ in that a reload cannot apply: they take effect at the

@@ -141,11 +141,11 @@ pub struct RequestCtx {
     attempt: Option<InFlight>,
     /// Status of the node's response, once its header arrived.
     upstream_status: Option<u16>,
-    /// Set when the request ends because no (untried) node is ready.
-    no_ready_node: bool,
-    /// Set when a connect failed for want of this host's resources (nothing is known of the
-    /// node, and another attempt now would meet the same shortage).
-    out_of_resources: bool,
+    /// Set when the request ends in the contract's 503, with its body: no (untried) node is
+    /// ready ([`NO_READY_NODE_BODY`]), or a connect failed for want of this host's resources
+    /// ([`OUT_OF_RESOURCES_BODY`]: nothing is known of the node, and another attempt now
+    /// would meet the same shortage).
+    unavailable: Option<&'static str>,
     /// When the request arrived.
     started: Instant,
     /// Request body bytes seen so far.
@@ -167,8 +167,7 @@ impl ProxyHttp for HealthgateProxy {
             tried: Tried::default(),
             attempt: None,
             upstream_status: None,
-            no_ready_node: false,
-            out_of_resources: false,
+            unavailable: None,
             started: Instant::now(),
             body_bytes: 0,
         }
@@ -233,7 +232,7 @@ impl ProxyHttp for HealthgateProxy {
                 return Ok(peer);
             }
         }
-        ctx.no_ready_node = true;
+        ctx.unavailable = Some(NO_READY_NODE_BODY);
         self.cluster.metrics().no_ready_backend_total.inc();
         Err(Error::explain(
             ErrorType::HTTPStatus(503),
@@ -316,7 +315,7 @@ impl ProxyHttp for HealthgateProxy {
             self.cluster
                 .local_connect_error(LocalErrorSource::Traffic, &detail);
             ctx.attempt = None;
-            ctx.out_of_resources = true;
+            ctx.unavailable = Some(OUT_OF_RESOURCES_BODY);
             e.set_retry(false);
             return e;
         }
@@ -378,11 +377,7 @@ impl ProxyHttp for HealthgateProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        if ctx.no_ready_node || ctx.out_of_resources {
-            let body = match ctx.no_ready_node {
-                true => NO_READY_NODE_BODY,
-                false => OUT_OF_RESOURCES_BODY,
-            };
+        if let Some(body) = ctx.unavailable {
             respond_unavailable(session, body).await;
             return FailToProxy {
                 error_code: 503,
@@ -421,7 +416,7 @@ impl ProxyHttp for HealthgateProxy {
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
         // Counted (healthgate_no_ready_backend_total, _local_connect_errors_total) and, for a
         // shortage, logged once per burst: a log line per request would flood.
-        ctx.no_ready_node || ctx.out_of_resources
+        ctx.unavailable.is_some()
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

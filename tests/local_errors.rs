@@ -9,8 +9,6 @@
 mod common;
 
 use common::*;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -19,94 +17,6 @@ use tokio::net::TcpStream;
 /// the test to take the rest.
 const OPEN_FILES: usize = 128;
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// healthgate started under `ulimit -n OPEN_FILES` (soft and hard, so it cannot raise it).
-struct Limited {
-    child: Child,
-    dir: tempfile::TempDir,
-    listen: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Limited {
-    async fn start(config: &ProxyConfig) -> Limited {
-        let dir = tempfile::tempdir().unwrap();
-        let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let path = dir.path().join("healthgate.yaml");
-        std::fs::write(&path, config.yaml(listen, admin)).unwrap();
-        let log = std::fs::File::create(dir.path().join("healthgate.log")).unwrap();
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_healthgate"))
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "warn,healthgate=info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let limited = Limited {
-            child,
-            dir,
-            listen,
-            admin,
-        };
-        let client = client();
-        eventually(DEADLINE, "healthgate answers under the limit", || async {
-            let url = format!("http://{admin}/liveness");
-            client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-        limited
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("healthgate.log")).unwrap_or_default()
-    }
-
-    fn open_files(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    async fn status(&self) -> serde_json::Value {
-        let url = format!("http://{}/status", self.admin);
-        client()
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.admin);
-        client()
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One GET on a kept client connection; its status (0 if the connection failed).
 async fn get(stream: &mut BufReader<TcpStream>) -> u16 {
@@ -154,8 +64,9 @@ fn metric(text: &str, line_start: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_descriptors_evicts_no_node() {
     let nodes = start_nodes(2);
-    let config = ProxyConfig::new(&nodes);
-    let proxy = Limited::start(&config).await;
+    let mut config = ProxyConfig::new(&nodes);
+    config.open_files = Some(OPEN_FILES);
+    let proxy = config.start().await;
     eventually(DEADLINE, "both nodes ready", || async {
         proxy.status().await["ready"] == 2
     })

@@ -78,6 +78,8 @@ pub struct ProxyConfig {
     pub read_timeout: Option<&'static str>,
     /// More top-level YAML, put before `nodes:`.
     pub extra_yaml: String,
+    /// Run the proxy under `ulimit -n` of this (soft and hard, so it cannot raise it).
+    pub open_files: Option<usize>,
 }
 
 impl ProxyConfig {
@@ -106,6 +108,7 @@ impl ProxyConfig {
             slow_start: None,
             read_timeout: None,
             extra_yaml: String::new(),
+            open_files: None,
         }
     }
 
@@ -184,7 +187,8 @@ impl ProxyConfig {
         for _attempt in 0..3 {
             let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            if let Some(proxy) = Proxy::spawn(&self.yaml(listen, admin), listen, admin).await {
+            let yaml = self.yaml(listen, admin);
+            if let Some(proxy) = Proxy::spawn(&yaml, listen, admin, self.open_files).await {
                 return proxy;
             }
         }
@@ -202,12 +206,28 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    async fn spawn(yaml: &str, listen: SocketAddr, admin: SocketAddr) -> Option<Proxy> {
+    async fn spawn(
+        yaml: &str,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        open_files: Option<usize>,
+    ) -> Option<Proxy> {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("healthgate.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.path().join("healthgate.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_healthgate"))
+        let binary = env!("CARGO_BIN_EXE_healthgate");
+        let mut command = match open_files {
+            // The shell sets the limit and becomes healthgate (same pid).
+            Some(n) => {
+                let mut shell = Command::new("sh");
+                let script = format!("ulimit -n {n} && exec \"$0\" \"$@\"");
+                shell.arg("-c").arg(script).arg(binary);
+                shell
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "warn,healthgate=debug")
@@ -332,6 +352,13 @@ impl Proxy {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
+    }
+
+    /// Descriptors the process has open now.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// The child's process id.

@@ -78,7 +78,10 @@ async fn least_connections_avoids_the_slow_node_and_shares_when_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_are_set_and_host_is_kept() {
     let nodes = start_nodes(1);
-    let proxy = ProxyConfig::new(&nodes).start().await;
+    let mut config = ProxyConfig::new(&nodes);
+    // The test client stands for a load balancer in front of healthgate.
+    config.extra_yaml = "forwarded:\n  trusted_proxies: [127.0.0.0/8]\n".into();
+    let proxy = config.start().await;
     proxy.wait_ready(1).await;
     let r = proxy
         .client
@@ -263,4 +266,26 @@ async fn bad_requests_never_take_the_proxy_down() {
         assert_eq!(proxy.get("/api").await.0, 200, "proxy still serves");
     }
     assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+}
+
+/// From a peer not in `forwarded.trusted_proxies` (by default: any), a client's own
+/// `X-Forwarded-For` and `X-Forwarded-Proto` are replaced, not appended to: the node reads
+/// the real peer address first, not one the client chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_client_cannot_forge_forwarding_headers() {
+    let nodes = start_nodes(1);
+    let proxy = ProxyConfig::new(&nodes).start().await;
+    proxy.wait_ready(1).await;
+    let r = proxy
+        .client
+        .get(proxy.url("/api"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["x-seen-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-seen-forwarded-proto"], "http");
 }

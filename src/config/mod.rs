@@ -8,7 +8,7 @@ mod raw;
 mod validate;
 
 pub use error::{ConfigError, Invalid};
-pub use validate::MAX_RETRIES;
+pub use validate::{MAX_REQUEST_HEADER, MAX_RETRIES};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -40,8 +40,10 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Upstream timeouts.
     pub timeouts: TimeoutsConfig,
-    /// Request size limits.
+    /// Request size and connection limits.
     pub limits: LimitsConfig,
+    /// Which peers' `X-Forwarded-*` headers are believed.
+    pub forwarded: ForwardedConfig,
     /// Ejecting nodes that fail live traffic (off unless the section is present).
     pub outlier_detection: Option<OutlierConfig>,
     /// Unix socket through which `--upgrade` takes the listeners over from the running
@@ -65,13 +67,28 @@ pub struct OutlierConfig {
     pub max_ejected_percent: u32,
 }
 
-/// Request size limits.
+/// Request size and connection limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsConfig {
-    /// Request line and headers together, in bytes; larger gets 431 (default 64 KiB).
+    /// Request line and headers together, in bytes; larger gets 431 (default 64 KiB, at
+    /// most [`MAX_REQUEST_HEADER`]).
     pub max_request_header: u64,
     /// Request body in bytes; larger gets 413 (default: no limit).
     pub max_request_body: Option<u64>,
+    /// Client connections each traffic listener holds open at once; further ones wait in
+    /// the listen queue (default: sized from the open-file limit at start).
+    pub max_connections: Option<usize>,
+    /// Whether `Upgrade` requests (WebSocket) are tunnelled to the nodes (default true);
+    /// `false` answers them 403.
+    pub allow_upgrade: bool,
+}
+
+/// Trust in the `X-Forwarded-For` / `X-Forwarded-Proto` headers clients send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ForwardedConfig {
+    /// Peers (load balancers in front of healthgate) whose `X-Forwarded-*` headers are
+    /// kept and appended to. From any other peer they are replaced (default: none).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Timeouts towards the nodes' traffic ports.
@@ -91,6 +108,13 @@ pub struct TimeoutsConfig {
     /// How long a client's keep-alive connection may sit idle between requests before it
     /// is closed (default 60 s; HTTP/1.1 keeps it open forever otherwise).
     pub client_idle: Duration,
+    /// From a request's first byte to the end of its head (request line and headers), for
+    /// every request on a connection; past it the client gets 408 and is dropped (default
+    /// 10 s). Bounds slow-header (slowloris) clients.
+    pub client_header: Duration,
+    /// How long an upgraded connection (WebSocket) may pass no byte either way before it
+    /// is closed (default 1 h).
+    pub tunnel_idle: Duration,
 }
 
 /// Graceful shutdown settings.

@@ -29,6 +29,8 @@ pub(super) struct RawConfig {
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub forwarded: RawForwarded,
     pub outlier_detection: Option<RawOutlier>,
     pub upgrade_socket: Option<Spanned<String>>,
     pub drain_file: Option<Spanned<String>>,
@@ -50,6 +52,15 @@ pub(super) struct RawOutlier {
 pub(super) struct RawLimits {
     pub max_request_header: Option<Spanned<ByteSize>>,
     pub max_request_body: Option<Spanned<ByteSize>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub allow_upgrade: Option<bool>,
+}
+
+/// The `forwarded` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForwarded {
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// A size written as a number of bytes or with a unit: `64KiB`, `10MiB`, `1GiB`, `500kB`.
@@ -106,6 +117,8 @@ pub(super) struct RawTimeouts {
     pub client_body: Option<Spanned<HumanDuration>>,
     pub total: Option<Spanned<HumanDuration>>,
     pub client_idle: Option<Spanned<HumanDuration>>,
+    pub client_header: Option<Spanned<HumanDuration>>,
+    pub tunnel_idle: Option<Spanned<HumanDuration>>,
 }
 
 /// `listen` accepts a single address or a list.

@@ -126,3 +126,34 @@ fn empty_file_is_rejected_clearly() {
     let e = invalid("  \n");
     assert!(e.message.contains("empty"), "{e}");
 }
+
+#[test]
+fn new_limits_and_timeouts_have_their_defaults() {
+    let c = Config::from_yaml("t.yaml", "nodes:\n  - host: 10.0.0.1\n").expect("valid");
+    assert_eq!(c.timeouts.client_header, Duration::from_secs(10));
+    assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(3600));
+    assert_eq!(c.limits.max_connections, None);
+    assert!(c.limits.allow_upgrade);
+    assert!(c.forwarded.trusted_proxies.is_empty());
+}
+
+#[test]
+fn trusted_proxies_take_ranges_and_addresses_and_name_a_bad_entry() {
+    let yaml = "forwarded:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7, \"fd00::/8\"]\nnodes:\n  - host: h\n";
+    let c = Config::from_yaml("t.yaml", yaml).expect("valid");
+    assert_eq!(c.forwarded.trusted_proxies.len(), 3);
+    let e = invalid(
+        "forwarded:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.300\nnodes:\n  - host: h\n",
+    );
+    assert_eq!(e.path, "forwarded.trusted_proxies[1]");
+    assert_eq!(e.position.map(|p| p.0), Some(4));
+}
+
+#[test]
+fn a_header_limit_the_parser_cannot_hold_is_refused() {
+    let e = invalid("limits:\n  max_request_header: 2MiB\nnodes:\n  - host: h\n");
+    assert_eq!(e.path, "limits.max_request_header");
+    assert!(e.message.contains("at most"), "{}", e.message);
+    let e = invalid("limits:\n  max_connections: 0\nnodes:\n  - host: h\n");
+    assert_eq!(e.path, "limits.max_connections");
+}

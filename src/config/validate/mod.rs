@@ -4,11 +4,13 @@ mod nodes;
 
 use super::error::RuleError;
 use super::raw::{
-    ByteSize, HumanDuration, OneOrMany, RawConfig, RawLiveness, RawOutlier, RawReadiness,
+    ByteSize, HumanDuration, OneOrMany, RawConfig, RawForwarded, RawLiveness, RawOutlier,
+    RawReadiness,
 };
 use super::{
-    Algorithm, BalancingConfig, Config, LimitsConfig, LivenessConfig, LogConfig, LogLevel,
-    NoneReadyPolicy, OutlierConfig, ReadinessConfig, ShutdownConfig, TimeoutsConfig, defaults,
+    Algorithm, BalancingConfig, Config, ForwardedConfig, LimitsConfig, LivenessConfig, LogConfig,
+    LogLevel, NoneReadyPolicy, OutlierConfig, ReadinessConfig, ShutdownConfig, TimeoutsConfig,
+    defaults,
 };
 use nodes::nodes;
 use serde_saphyr::Spanned;
@@ -25,6 +27,11 @@ type Rule<T> = Result<T, RuleError>;
 
 /// `limits.max_request_header` unless configured.
 const DEFAULT_MAX_REQUEST_HEADER: u64 = 64 * 1024;
+/// The largest request head the HTTP/1 parser holds (1 MiB): `limits.max_request_header`
+/// may not promise more.
+pub const MAX_REQUEST_HEADER: u64 = 1024 * 1024;
+/// Upper bound of `limits.max_connections`: more than any file limit allows.
+const MAX_CONNECTIONS: i64 = 10_000_000;
 
 /// Shortest `admin_token` accepted: guessable tokens protect nothing.
 const MIN_TOKEN_LEN: usize = 16;
@@ -91,16 +98,20 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
             None => None,
         },
         limits: LimitsConfig {
-            max_request_header: size(
-                raw.limits.max_request_header.as_ref(),
-                "limits.max_request_header",
-            )?
-            .unwrap_or(DEFAULT_MAX_REQUEST_HEADER),
+            max_request_header: max_request_header(raw.limits.max_request_header.as_ref())?,
             max_request_body: size(
                 raw.limits.max_request_body.as_ref(),
                 "limits.max_request_body",
             )?,
+            max_connections: match &raw.limits.max_connections {
+                Some(n) => {
+                    Some(int_in_range(n, "limits.max_connections", 1, MAX_CONNECTIONS)? as usize)
+                }
+                None => None,
+            },
+            allow_upgrade: raw.limits.allow_upgrade.unwrap_or(true),
         },
+        forwarded: forwarded(&raw.forwarded)?,
         timeouts: TimeoutsConfig {
             connect: duration(
                 raw.timeouts.connect.as_ref(),
@@ -127,6 +138,18 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
                 false,
             )?,
             total: optional_duration(raw.timeouts.total.as_ref(), "timeouts.total")?,
+            client_header: duration(
+                raw.timeouts.client_header.as_ref(),
+                "timeouts.client_header",
+                Duration::from_secs(10),
+                false,
+            )?,
+            tunnel_idle: duration(
+                raw.timeouts.tunnel_idle.as_ref(),
+                "timeouts.tunnel_idle",
+                Duration::from_secs(3600),
+                false,
+            )?,
         },
         shutdown: ShutdownConfig {
             grace_period: duration(
@@ -303,6 +326,47 @@ fn outlier(raw: &RawOutlier) -> Rule<OutlierConfig> {
             None => 50,
         },
     })
+}
+
+/// `limits.max_request_header`: at least 1 byte, at most what the parser holds.
+fn max_request_header(value: Option<&Spanned<ByteSize>>) -> Rule<u64> {
+    let path = "limits.max_request_header";
+    match value {
+        Some(v) if v.value.0 > MAX_REQUEST_HEADER => fail(
+            v,
+            path,
+            format!(
+                "the HTTP/1 parser holds at most {MAX_REQUEST_HEADER} bytes of request head \
+                 (1MiB); a larger limit could not be honoured"
+            ),
+        ),
+        _ => Ok(size(value, path)?.unwrap_or(DEFAULT_MAX_REQUEST_HEADER)),
+    }
+}
+
+/// `forwarded.trusted_proxies`: CIDRs (`10.0.0.0/8`) or single addresses.
+fn forwarded(raw: &RawForwarded) -> Rule<ForwardedConfig> {
+    let mut trusted_proxies = Vec::new();
+    for (i, entry) in raw.trusted_proxies.iter().flatten().enumerate() {
+        let text = entry.value.trim();
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(net) => trusted_proxies.push(net.trunc()),
+            Err(_) => {
+                return fail(
+                    entry,
+                    format!("forwarded.trusted_proxies[{i}]"),
+                    format!(
+                        "{text:?} is not an address or CIDR range; write it like 10.0.0.0/8, \
+                         192.168.1.7 or fd00::/8"
+                    ),
+                );
+            }
+        }
+    }
+    Ok(ForwardedConfig { trusted_proxies })
 }
 
 /// A size limit: at least 1 byte.

@@ -2,6 +2,10 @@
 //! when live traffic cannot reach it, and retries on another ready node (never the same one
 //! twice). When no node is ready it answers 503 with `Retry-After`.
 
+mod forwarded;
+
+pub use forwarded::Trust;
+
 use crate::cluster::Cluster;
 use crate::config::{Config, LimitsConfig};
 use crate::routing::{InFlight, Tried};
@@ -14,7 +18,6 @@ use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +34,8 @@ pub struct HealthgateProxy {
     retries: usize,
     access_log: bool,
     limits: LimitsConfig,
+    /// Whose `X-Forwarded-*` headers are kept.
+    trust: Trust,
     client_body_timeout: Duration,
     /// `timeouts.total`, if set.
     total_timeout: Option<Duration>,
@@ -50,6 +55,7 @@ impl HealthgateProxy {
             retries: config.balancing.retries,
             access_log: config.log.access_log,
             limits: config.limits,
+            trust: Trust::new(config.forwarded.trusted_proxies.clone()),
             client_body_timeout: config.timeouts.client_body,
             total_timeout: config.timeouts.total,
             client_idle_secs: config.timeouts.client_idle.as_secs_f64().ceil().max(1.0) as u64,
@@ -251,17 +257,18 @@ impl ProxyHttp for HealthgateProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
         {
-            // Earlier hops may come in several header lines: keep them all, in order. One
-            // buffer, sized for the common case, so this is a single allocation per request.
-            let mut forwarded_for = String::with_capacity(48);
-            for prior in upstream_request.headers.get_all("x-forwarded-for") {
-                forwarded_for.push_str(&String::from_utf8_lossy(prior.as_bytes()));
-                forwarded_for.push_str(", ");
-            }
-            let _ = write!(forwarded_for, "{}", client.ip());
+            let peer = client.ip();
+            let prior = upstream_request.headers.get_all("x-forwarded-for");
+            let forwarded_for = self
+                .trust
+                .forwarded_for(peer, prior.iter().map(|v| v.as_bytes()));
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
+            let proto = upstream_request.headers.contains_key("x-forwarded-proto");
+            if !self.trust.keeps_proto(peer, proto) {
+                upstream_request
+                    .insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
+            }
         }
-        upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
         Ok(())
     }
 

@@ -23,8 +23,9 @@ const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 /// After SIGTERM's grace period begins, how long no request may be in flight before the
 /// process exits early.
 const IDLE_BEFORE_EXIT: Duration = Duration::from_millis(300);
-/// Idle upstream connections the pool may keep per configured node.
-const UPSTREAM_IDLE_PER_NODE: usize = 8;
+/// Descriptors kept back from the client connections' share of the open-file limit: the
+/// listeners, the admin side, logs, and the health checks' kept connections.
+const RESERVED_FILES: usize = 256;
 
 /// Why healthgate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,16 +76,9 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
 
     let conf = ServerConf {
         threads: config.threads,
-        // Pingora counts the first attempt too; one more lets the proxy answer 503 itself
-        // once every ready node has been tried.
-        max_retries: config.balancing.retries + 1,
         // One current-thread runtime per worker: no cross-thread wake-ups on the hot path
         // (measured: 47 → 39 µs of CPU per request with one thread; docs/bench/README.md).
         work_stealing: false,
-        // Pingora keeps one LRU of idle upstream connections for all nodes (default 128).
-        // Round robin over N nodes needs an idle connection per node, or most requests
-        // open a new one: size the pool by the node count.
-        upstream_keepalive_pool_size: (config.nodes.len() * UPSTREAM_IDLE_PER_NODE).max(128),
         // After SIGTERM Pingora closes the listeners, waits this long, then stops the
         // runtimes. It takes whole seconds: round up, never below what was asked for.
         grace_period_seconds: Some(config.shutdown.grace_period.as_secs_f64().ceil() as u64),
@@ -100,13 +94,13 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     server.bootstrap();
     let server_conf = server.configuration.clone();
 
-    let app = HealthgateProxy::new(cluster.clone(), config);
+    let app = HealthgateProxy::new(cluster.clone(), config, max_connections(config));
     watch_shutdown(&server, cluster.clone(), app.draining_flag());
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server_conf, app, "healthgate proxy");
+    let mut proxy = Service::new("healthgate proxy".to_string(), app);
     for addr in &config.listen {
         proxy.add_tcp(&addr.to_string());
     }
+    proxy.threads = Some(server_conf.threads);
 
     let mut admin = Service::new(
         "healthgate admin".to_string(),
@@ -124,6 +118,17 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     server.add_service(admin);
     server.add_service(supervisor);
     Ok(Healthgate { server, cluster })
+}
+
+/// `limits.max_connections`, or by default what the open-file limit allows: each proxied
+/// connection may hold two descriptors (the client's and a node's), after the reserve and
+/// one kept health connection per node, shared among the listeners.
+fn max_connections(config: &Config) -> usize {
+    if let Some(max) = config.limits.max_connections {
+        return max;
+    }
+    let spare = crate::os::open_files().saturating_sub(RESERVED_FILES + 2 * config.nodes.len());
+    (spare / 2 / config.listen.len().max(1)).max(64)
 }
 
 /// Watch the server's phases: set `draining` as soon as it starts handing its listeners

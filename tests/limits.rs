@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Send a chunked body of `chunks` × `size` bytes over a raw connection; the answer's status.
 async fn chunked(
@@ -71,5 +72,55 @@ async fn oversized_requests_get_413_and_431_and_never_reach_a_node() {
         post(vec![b'a'; 10]).await.unwrap().status(),
         200,
         "the proxy still serves"
+    );
+}
+
+/// Over `limits.max_connections` a new client connection is answered 503 and closed at
+/// once (counted); the connections already open are served as before, and a place freed
+/// by one that closes is taken by the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused_and_the_rest_serve_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let nodes = start_nodes(1);
+    let mut config = ProxyConfig::new(&nodes);
+    config.extra_yaml = "limits:\n  max_connections: 4\n".into();
+    let proxy = config.start().await;
+    proxy.wait_ready(1).await;
+    async fn exchange(stream: &mut tokio::net::TcpStream) -> String {
+        let _ = stream
+            .write_all(b"GET /capped HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .map_or(0, |r| r.unwrap_or(0));
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    }
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+        assert!(exchange(&mut stream).await.starts_with("HTTP/1.1 200"));
+        open.push(stream);
+    }
+    let mut fifth = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+    let answer = exchange(&mut fifth).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    for stream in &mut open {
+        assert!(
+            exchange(stream).await.starts_with("HTTP/1.1 200"),
+            "kept ones serve on"
+        );
+    }
+    drop(open.pop());
+    eventually(Duration::from_secs(5), "a freed place is taken", || async {
+        let mut stream = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+        exchange(&mut stream).await.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    let metrics = proxy.metrics().await;
+    assert!(
+        metrics.contains("healthgate_connections_refused_total 1\n")
+            || metrics.contains("healthgate_connections_refused_total 2\n"),
+        "{metrics}"
     );
 }

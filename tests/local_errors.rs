@@ -112,6 +112,8 @@ async fn running_out_of_descriptors_evicts_no_node() {
     let nodes = start_nodes(2);
     let mut config = ProxyConfig::new(&nodes);
     config.open_files = Some(OPEN_FILES);
+    // No cap below the file limit: the test is about what happens when it is reached.
+    config.extra_yaml = "limits:\n  max_connections: 100000\n".into();
     let proxy = config.start().await;
     eventually(DEADLINE, "both nodes ready", || async {
         proxy.status().await["ready"] == 2

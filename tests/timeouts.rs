@@ -163,38 +163,77 @@ async fn an_idle_client_connection_is_closed_after_client_idle() {
     );
 }
 
-/// A client that starts a request header and stalls is disconnected after Pingora's fixed
-/// 60 s header timeout (nginx's `client_header_timeout` default too; not configurable in
-/// Pingora 0.9), and nothing reaches a node. This test takes a minute.
+/// Sends `head` one byte per `gap` on `conn` until the proxy answers or closes; what it
+/// answered and when, from the first byte.
+fn trickle(conn: &mut std::net::TcpStream, head: &[u8], gap: Duration) -> (Duration, String) {
+    use std::io::{Read, Write};
+    conn.set_read_timeout(Some(gap)).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    for byte in head.iter().chain(std::iter::repeat(&b'x').take(1000)) {
+        if conn.write_all(&[*byte]).is_err() {
+            break;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => break,
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+    }
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&answer).to_string(),
+    )
+}
+
+/// A client that trickles its request header, one byte a second (slowloris), is answered
+/// 408 and dropped once `timeouts.client_header` has passed since its first byte — on the
+/// first request of a connection and on a later one — and nothing reaches a node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_request_header_is_dropped_after_60_s() {
+async fn a_trickled_request_header_gets_408_after_client_header() {
     let nodes = start_nodes(1);
-    let proxy = ProxyConfig::new(&nodes).start().await;
+    let mut config = ProxyConfig::new(&nodes);
+    config.extra_yaml = "timeouts:\n  client_header: 2s\n".into();
+    let proxy = config.start().await;
     proxy.wait_ready(1).await;
     let listen = proxy.listen;
-    let (closed_after, answer) = tokio::task::spawn_blocking(move || {
+    let head = b"GET /trickled HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+    let (first, later) = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
+        let gap = Duration::from_secs(1);
         let mut conn = std::net::TcpStream::connect(listen).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(90)))
+        let first = trickle(&mut conn, head, gap);
+        // A kept connection: one whole request, then a trickled one.
+        let mut conn = std::net::TcpStream::connect(listen).unwrap();
+        conn.write_all(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
-        conn.write_all(b"GET /stalled HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
-        let sent = Instant::now();
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 1024];
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            }
-        }
-        (sent.elapsed(), String::from_utf8_lossy(&answer).to_string())
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let later = trickle(&mut conn, head, gap);
+        (first, later)
     })
     .await
     .unwrap();
-    assert!(
-        closed_after >= Duration::from_secs(55) && closed_after < Duration::from_secs(85),
-        "closed after {closed_after:?}: {answer:?}"
+    for (which, (after, answer)) in [("first", first), ("later", later)] {
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{which} request: {answer:?} after {after:?}"
+        );
+        assert!(
+            after >= Duration::from_millis(1500) && after < Duration::from_secs(6),
+            "{which} request dropped after {after:?}"
+        );
+    }
+    assert_eq!(
+        nodes[0].traffic_started(),
+        1,
+        "only the whole request reached the node"
     );
-    assert_eq!(nodes[0].traffic_started(), 0, "nothing reached the node");
 }

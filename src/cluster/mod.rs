@@ -11,7 +11,7 @@ mod reload;
 mod report;
 mod scrape;
 
-use crate::config::{Config, NodeConfig, NoneReadyPolicy, TimeoutsConfig};
+use crate::config::{Config, NodeConfig, NoneReadyPolicy};
 use crate::health::{NodeState, ProbeSettings, Thresholds};
 use crate::routing::outlier::Outliers;
 use crate::routing::{Backend, Routable, Router, RoutingTable};
@@ -76,8 +76,6 @@ pub struct Cluster {
     router: Router,
     judgement: ArcSwap<Judgement>,
     probes: ArcSwap<ProbeSettings>,
-    /// Peers of nodes added by a reload get the timeouts the proxy started with.
-    timeouts: TimeoutsConfig,
     outliers: Option<Outliers>,
     metrics: Metrics,
     /// Where drains are kept across hand-overs and restarts (`drain_file`), if anywhere.
@@ -107,7 +105,6 @@ impl Cluster {
                 .with_slow_start(config.balancing.slow_start),
             judgement: ArcSwap::from_pointee(Judgement::of(config)),
             probes: ArcSwap::from_pointee(ProbeSettings::of(config)),
-            timeouts: config.timeouts,
             outliers: config.outlier_detection.map(Outliers::new),
             metrics,
             drains,
@@ -129,7 +126,7 @@ impl Cluster {
 
     /// The backend of `node` at `addrs` (traffic, health), with a new id.
     fn new_backend(&self, node: &NodeConfig, (traffic, health): Addresses) -> Arc<Backend> {
-        let mut backend = Backend::new(
+        let backend = Backend::new(
             self.next_id.fetch_add(1, Ordering::Relaxed),
             node.name.clone(),
             node.host.clone(),
@@ -137,8 +134,6 @@ impl Cluster {
             health,
             node.weight,
         );
-        backend.peer.options.connection_timeout = Some(self.timeouts.connect);
-        backend.peer.options.read_timeout = Some(self.timeouts.read);
         Arc::new(backend)
     }
 

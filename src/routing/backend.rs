@@ -1,20 +1,13 @@
 //! A member as the hot path sees it: built once when the node is added, shared by every table.
 
 use crate::telemetry::Counters;
-use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long the proxy waits for a TCP connection to a node before trying another, unless
-/// configured (`timeouts.connect`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Idle pooled connections to a node are closed after this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One member for the hot path: identity, addresses, the prebuilt peer, live load, counters.
+/// One member for the hot path: identity, addresses, live load, counters.
 #[derive(Debug)]
 pub struct Backend {
     /// Unique for the life of the process: a node added by a reload gets a new id, and a
@@ -30,8 +23,6 @@ pub struct Backend {
     pub health_addr: SocketAddr,
     /// Weight under the `weighted` algorithm (a reload may change it).
     weight: AtomicU32,
-    /// The upstream peer, built once; the proxy clones it per request.
-    pub peer: HttpPeer,
     /// Requests currently being proxied to this node (for `least_connections`).
     in_flight: AtomicUsize,
     /// When the node was last readmitted, in nanoseconds since [`epoch`] (0: not ramping).
@@ -51,16 +42,12 @@ impl Backend {
         health_addr: SocketAddr,
         weight: u32,
     ) -> Backend {
-        let mut peer = HttpPeer::new(traffic_addr, false, String::new());
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
-        peer.options.idle_timeout = Some(IDLE_TIMEOUT);
         Backend {
             id,
             host,
             traffic_addr,
             health_addr,
             weight: AtomicU32::new(weight),
-            peer,
             in_flight: AtomicUsize::new(0),
             ramp_start: AtomicU64::new(0),
             counters: Arc::new(Counters::new(&name)),

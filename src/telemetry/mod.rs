@@ -19,7 +19,7 @@ pub use histogram::{DURATION_BUCKETS, DurationHistogram, HistogramSnapshot};
 use exposition::Pieces;
 use prometheus::process_collector::ProcessCollector;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use std::fmt::Write as _;
 
@@ -78,6 +78,13 @@ pub struct Metrics {
     /// `healthgate_local_connect_errors_total{source}`: connects that failed for want of
     /// this host's own resources (descriptors, ports), which evict no node.
     local_connect_errors_total: IntCounterVec,
+    /// `healthgate_client_connections`: client connections open on the traffic listeners.
+    pub client_connections: IntGauge,
+    /// `healthgate_connections_refused_total`: client connections closed at once because
+    /// their listener held `limits.max_connections` already.
+    pub connections_refused_total: IntCounter,
+    /// `healthgate_tunnels`: upgraded connections (WebSocket) open now.
+    pub tunnels: IntGauge,
 }
 
 impl Metrics {
@@ -118,6 +125,18 @@ impl Metrics {
                 ),
                 &["source"],
             )?,
+            client_connections: IntGauge::new(
+                "healthgate_client_connections",
+                "Client connections open on the traffic listeners",
+            )?,
+            connections_refused_total: IntCounter::new(
+                "healthgate_connections_refused_total",
+                "Client connections closed at once because their listener held limits.max_connections already",
+            )?,
+            tunnels: IntGauge::new(
+                "healthgate_tunnels",
+                "Upgraded connections (WebSocket) tunnelled to a node now",
+            )?,
         };
         // Every label value exists from the start, so a rate() or an alert sees a zero.
         for result in ["success", "failure"] {
@@ -136,6 +155,9 @@ impl Metrics {
             Box::new(metrics.request_duration_seconds.clone()),
             Box::new(metrics.config_reloads_total.clone()),
             Box::new(metrics.local_connect_errors_total.clone()),
+            Box::new(metrics.client_connections.clone()),
+            Box::new(metrics.connections_refused_total.clone()),
+            Box::new(metrics.tunnels.clone()),
         ] {
             metrics.registry.register(c)?;
         }

@@ -1,0 +1,39 @@
+//! Answers of healthgate's own: the contract's 503s, and the bare 4xx/5xx a failed
+//! request ends with. Each closes its connection: a request that failed may have left
+//! its body unread.
+
+use super::body::{DownBody, Finish};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+/// The body of the 503 sent when no node is ready.
+pub const NO_READY_NODE_BODY: &str = "no ready Micro Integrator node is available; retry shortly\n";
+/// The body of the 503 sent when a connect failed for want of healthgate's own resources.
+pub const OUT_OF_RESOURCES_BODY: &str =
+    "healthgate is out of local resources (file descriptors or ports); retry shortly\n";
+
+/// `status` with `body` (may be empty), closing the connection.
+pub fn own(status: StatusCode, body: &'static str, finish: Finish) -> Response<DownBody> {
+    let mut response = Response::new(DownBody::whole(Bytes::from_static(body.as_bytes()), finish));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if !body.is_empty() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    response
+}
+
+/// The contract's 503: `Retry-After: 1`, not to be cached, a one-line body.
+pub fn unavailable(body: &'static str, finish: Finish) -> Response<DownBody> {
+    let mut response = own(StatusCode::SERVICE_UNAVAILABLE, body, finish);
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -62,6 +62,7 @@ pub fn describe(node: &SimNode) -> serde_json::Value {
         "hung": node.is_hung(),
         "traffic_requests": node.traffic_requests(),
         "health_requests": node.health_requests(),
+        "websocket_open": node.websocket_open(),
     })
 }
 

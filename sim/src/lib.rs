@@ -1,26 +1,27 @@
 //! A simulated MI node that behaves as MI-HEALTH-API.md describes: it opens its ports in
 //! MI's order, answers `/healthz` and `/liveness` byte for byte, and can be driven at run
-//! time — faulty CApps, MI-style shutdown, hang, crash, slow startup. Used by the `mi-sim`
-//! binary, `healthgate demo` (the `demo` feature), and healthgate's tests and benchmarks.
+//! time — faulty CApps, MI-style shutdown, hang, crash, slow startup. Its traffic port also
+//! serves a WebSocket echo endpoint ([`ws`]). Used by the `mi-sim` binary, `healthgate demo`
+//! (the `demo` feature), and healthgate's tests and benchmarks.
 //!
 //! A crate of its own so that a production build of healthgate (`--no-default-features`)
 //! carries none of it.
 
 pub mod control;
 pub mod mi;
+pub mod ws;
 
 use bytes::Bytes;
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// How a simulated node starts and behaves.
 #[derive(Clone, Debug)]
@@ -104,6 +105,10 @@ pub(crate) struct Shared {
     traffic_started: AtomicU64,
     traffic_requests: AtomicU64,
     health_requests: AtomicU64,
+    /// WebSocket sessions: upgraded so far, open now; data frames echoed.
+    ws_upgrades: AtomicU64,
+    ws_open: AtomicU64,
+    ws_frames: AtomicU64,
     /// Current response delay in microseconds (see [`SimOptions::response_delay`]).
     response_delay_us: AtomicU64,
     /// Status the traffic port answers with (200 unless set).
@@ -161,6 +166,9 @@ impl SimNode {
             traffic_started: AtomicU64::new(0),
             traffic_requests: AtomicU64::new(0),
             health_requests: AtomicU64::new(0),
+            ws_upgrades: AtomicU64::new(0),
+            ws_open: AtomicU64::new(0),
+            ws_frames: AtomicU64::new(0),
             response_delay_us: AtomicU64::new(options.response_delay.as_micros() as u64),
             traffic_status: AtomicU16::new(200),
             node_header,
@@ -212,6 +220,21 @@ impl SimNode {
     /// Health requests answered so far.
     pub fn health_requests(&self) -> u64 {
         self.shared.health_requests.load(Ordering::Relaxed)
+    }
+
+    /// WebSocket sessions on [`ws::ECHO_PATH`] upgraded so far.
+    pub fn websocket_upgrades(&self) -> u64 {
+        self.shared.ws_upgrades.load(Ordering::Relaxed)
+    }
+
+    /// WebSocket sessions open now.
+    pub fn websocket_open(&self) -> u64 {
+        self.shared.ws_open.load(Ordering::Relaxed)
+    }
+
+    /// Text, binary and continuation frames echoed so far (all sessions).
+    pub fn websocket_frames(&self) -> u64 {
+        self.shared.ws_frames.load(Ordering::Relaxed)
     }
 
     /// The faulty CApps `/healthz` reports now.
@@ -266,7 +289,7 @@ impl SimNode {
     }
 
     /// MI's SIGTERM behaviour: close the traffic port and its idle keep-alive connections
-    /// (in-flight requests finish), keep answering `/healthz` 200 for `shutdown_grace`, then
+    /// (in-flight requests finish; WebSocket sessions get a close frame, 1001), keep answering `/healthz` 200 for `shutdown_grace`, then
     /// close everything. Returns at once; see [`SimNode::wait_for_phase`].
     pub fn shutdown(&self) {
         let Some((kill, close_traffic)) = self.switches() else {
@@ -397,7 +420,9 @@ enum Endpoint {
     Health,
 }
 
-/// Accept and serve connections until killed, or (traffic port) until closed gracefully.
+/// Accept and serve connections until killed, or (traffic port) until closed gracefully:
+/// then idle connections close, requests in flight finish, WebSocket sessions are sent a
+/// close frame, and this returns once every connection and session has ended.
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -405,34 +430,21 @@ async fn serve(
     mut kill: watch::Receiver<bool>,
     mut close: Option<watch::Receiver<bool>>,
 ) {
-    let graceful = GracefulShutdown::new();
-    // Each connection gets its own receiver, cloned from this one.
-    let connection_kill = kill.clone();
+    // Every connection and WebSocket session holds a clone of `alive`: `recv` returns `None`
+    // once all of them have ended. `drain` asks them to finish.
+    let (alive, mut all_ended) = mpsc::channel::<()>(1);
+    let (drain, drain_rx) = watch::channel(false);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    let shared = shared.clone();
-                    let service = service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move {
-                            match endpoint {
-                                Endpoint::Traffic => mi::traffic(request, shared).await,
-                                Endpoint::Health => mi::health(request, shared).await,
-                            }
-                        }
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
-                    let mut kill = connection_kill.clone();
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            _ = connection => {}
-                            _ = turned_on(&mut kill) => {}
-                        }
-                    });
+                    let session = ws::Session {
+                        kill: kill.clone(),
+                        drain: drain_rx.clone(),
+                        alive: alive.clone(),
+                    };
+                    tokio::spawn(connection(stream, shared.clone(), endpoint, session));
                 }
                 Err(e) => {
                     log::warn!("mi-sim {}: accept: {e}", shared.options.name);
@@ -444,8 +456,45 @@ async fn serve(
         }
     }
     drop(listener);
+    drain.send_replace(true);
+    drop(alive);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = all_ended.recv() => {}
+        _ = turned_on(&mut kill) => {}
+    }
+}
+
+/// Serve one connection: HTTP/1.1 with upgrades (the WebSocket endpoint takes the
+/// connection over); on `drain`, finish gracefully; on `kill`, drop it at once.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    session: ws::Session,
+) {
+    let (mut kill, mut drain) = (session.kill.clone(), session.drain.clone());
+    let service = service_fn(move |request| {
+        let shared = shared.clone();
+        let session = session.clone();
+        async move {
+            match endpoint {
+                Endpoint::Traffic => mi::traffic(request, shared, session).await,
+                Endpoint::Health => mi::health(request, shared).await,
+            }
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = turned_on(&mut kill) => return,
+        _ = turned_on(&mut drain) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = connection => {}
         _ = turned_on(&mut kill) => {}
     }
 }

@@ -1,7 +1,7 @@
 //! What an MI node answers, byte for byte (see MI-HEALTH-API.md): `/healthz`, `/liveness`,
 //! 404 for anything else on the health port, and traffic on the pass-through port.
 
-use super::Shared;
+use super::{Shared, ws};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -94,10 +94,13 @@ pub(crate) async fn health(
 
 /// The pass-through port: answers 200 with the node's name in `x-mi-node`, after reading the
 /// whole request body. `?delay_ms=N` holds the answer N ms more than the node's own delay. Headers the proxy
-/// is expected to set are echoed back as `x-seen-*`.
+/// is expected to set are echoed back as `x-seen-*`. [`ws::ECHO_PATH`] is the WebSocket echo
+/// endpoint (see [`ws`]); the delay and a status set with `set_traffic_status` apply to its
+/// handshake too (a status other than 200 is answered instead of upgrading).
 pub(crate) async fn traffic(
     request: Request<hyper::body::Incoming>,
     shared: Arc<Shared>,
+    session: ws::Session,
 ) -> Result<SimResponse, Infallible> {
     shared.traffic_started.fetch_add(1, Ordering::Relaxed);
     let delay = request
@@ -106,6 +109,26 @@ pub(crate) async fn traffic(
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("delay_ms=")))
         .and_then(|ms| ms.parse::<u64>().ok())
         .map(Duration::from_millis);
+    if request.uri().path() == ws::ECHO_PATH {
+        let delay = delay.unwrap_or_default() + shared.response_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let status = shared.traffic_status.load(Ordering::Relaxed);
+        let mut response = match status {
+            200 => ws::handshake(request, shared.clone(), session),
+            other => respond(
+                StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                None,
+                Bytes::new(),
+            ),
+        };
+        response
+            .headers_mut()
+            .insert("x-mi-node", shared.node_header.clone());
+        shared.traffic_requests.fetch_add(1, Ordering::Relaxed);
+        return Ok(response);
+    }
     let echoed: Vec<(&'static str, HeaderValue)> = [
         ("x-seen-host", header::HOST.as_str()),
         ("x-seen-forwarded-for", "x-forwarded-for"),

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 mod load;
+pub mod raw;
 
 #[allow(unused_imports)] // not every test binary uses the load generator
 pub use load::{Load, Sample, count_by_node, failures};

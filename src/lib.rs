@@ -20,7 +20,7 @@
 //! | [`cluster`] | members: evidence → flips → table rebuilds; reloads; drains; scrapes |
 //! | [`supervisor`] | one poller per node, SIGHUP reloads |
 //! | [`admin`] | the admin listener's HTTP: metrics, status, the page, operator actions |
-//! | [`proxy`] | the request loop: pick, retry, passive eviction, headers, 503 |
+//! | [`proxy`] | the request loop (hyper over Pingora's listeners): pick, retry, passive eviction, headers, tunnels, 503 |
 //! | [`server`] | the Pingora server: listeners, services, shutdown |
 //! | `demo` | `healthgate demo` (the `demo` feature, left out of production builds) |
 //!
@@ -58,7 +58,7 @@
 //!   state machine in `cluster/evidence.rs` (an [`health::Observation`], judged in
 //!   `health/state.rs`).
 //! - **A new per-node metric**: an event count is a field of [`telemetry::Counters`] counted
-//!   where the event happens (`cluster/evidence.rs`, or `proxy.rs` through the backend's
+//!   where the event happens (`cluster/evidence.rs`, or `proxy/request.rs` through the backend's
 //!   counters) plus a family in `telemetry/exposition.rs`; a gauge is a field of
 //!   [`telemetry::NodeGauges`], read from the member in `cluster/scrape.rs`.
 //! - **A new balancing algorithm**: a [`config::Algorithm`] variant (its name in the file) and

@@ -171,7 +171,7 @@ fn trickle(conn: &mut std::net::TcpStream, head: &[u8], gap: Duration) -> (Durat
     let started = Instant::now();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
-    for byte in head.iter().chain(std::iter::repeat(&b'x').take(1000)) {
+    for byte in head.iter().chain(std::iter::repeat_n(&b'x', 1000)) {
         if conn.write_all(&[*byte]).is_err() {
             break;
         }

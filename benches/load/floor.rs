@@ -11,13 +11,12 @@
 //! Each thread runs a current-thread runtime (as healthgate's workers do) with its own
 //! listening socket on the shared address.
 
-use super::peers::{Nodes, Workdir, wait_for_proxy};
+use super::peers::{Nodes, Workdir, forwarder_args, start_self};
 use super::procs::Proc;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,45 +31,18 @@ const MAX_HEADERS: usize = 64;
 /// Start the floor over `nodes` with `threads` threads on `port`: this bench binary again, as a
 /// child process.
 pub fn start(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Result<Proc, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("the bench binary: {e}"))?;
-    let mut command = Command::new(exe);
-    command
-        .arg(ARG)
-        .arg(threads.to_string())
-        .arg(format!("127.0.0.1:{port}"))
-        .args(
-            nodes
-                .ips
-                .iter()
-                .map(|ip| format!("{ip}:{}", nodes.traffic_port)),
-        );
-    let mut proc = Proc::spawn("floor", command, &dir.log("floor"))?;
-    wait_for_proxy(port, &mut proc)?;
-    Ok(proc)
+    start_self(dir, "floor", ARG, nodes, threads, port)
 }
 
 /// Run the forwarder with `args` (after [`ARG`]): `THREADS LISTEN NODE…`. Returns only on
 /// an error (bad arguments); a worker that fails, one that cannot listen say, ends the
 /// process.
 pub fn main(args: &[String]) -> Result<(), String> {
-    let [threads, listen, nodes @ ..] = args else {
-        return Err(format!("usage: {ARG} THREADS LISTEN NODE…"));
-    };
-    let threads: usize = threads.parse().map_err(|e| format!("threads: {e}"))?;
-    let nodes: Vec<SocketAddr> = nodes
-        .iter()
-        .map(|n| n.parse().map_err(|e| format!("node {n}: {e}")))
-        .collect::<Result<_, _>>()?;
-    if nodes.is_empty() {
-        return Err("no nodes".into());
-    }
-    let listen: SocketAddr = listen
-        .parse()
-        .map_err(|e| format!("listen {listen}: {e}"))?;
+    let (threads, listen, nodes) = forwarder_args(ARG, args)?;
     // At 1000 nodes the pool alone holds ~1000 sockets: lift the soft limit as healthgate,
     // HAProxy and nginx do theirs.
     healthgate::os::raise_open_files().map_err(|e| format!("raising the open-file limit: {e}"))?;
-    let workers: Vec<_> = (0..threads.max(1))
+    let workers: Vec<_> = (0..threads)
         .map(|_| {
             let nodes = nodes.clone();
             std::thread::spawn(move || {

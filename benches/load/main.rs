@@ -1,20 +1,25 @@
-//! Side-by-side load comparison: direct to a backend, HAProxy, NGINX, healthgate and a bare
-//! forwarder (the floor, `floor.rs`), measured in one run, interleaved A/B/A/B over several
-//! rounds, with the same worker threads, the same connections and the same load tool (`wrk`).
+//! Side-by-side load comparison: direct to a backend, HAProxy, NGINX, healthgate, a bare
+//! forwarder (the floor, `floor.rs`) and two request-loop experiments for healthgate's hot
+//! path (`pingora_loop.rs`, candidate (b); `hyper_loop.rs`, candidate (c); healthgate itself is
+//! candidate (a)), measured in one run, interleaved A/B/A/B over several rounds, with the same
+//! worker threads, the same connections and the same load tool (`wrk`).
 //!
 //! Run: `scripts/bench.sh` (installs nginx, haproxy and wrk if missing), or
 //! `cargo bench --bench load -- [--quick] [--rounds N] [--seconds S] [--only NAME,…]`.
 //! Prints, per scenario, the medians of requests/s, p50/p99/p99.9 latency and CPU seconds per
-//! 100k requests, and the ratios of healthgate to HAProxy, the direct connection and the floor;
-//! writes the same as Markdown to `target/bench/load.md`.
+//! 100k requests, and the ratios of healthgate to HAProxy, the direct connection and the floor,
+//! and of candidates (b) and (c) to HAProxy and to healthgate; writes the same as Markdown to
+//! `target/bench/load.md`.
 
-// The floor forwarder runs inside this binary; it gets healthgate's allocator so the two
-// compare like for like.
+// The floor and the experiments run inside this binary; they get healthgate's allocator so
+// they compare like for like.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod floor;
+mod hyper_loop;
 mod peers;
+mod pingora_loop;
 #[path = "../support/procs.rs"]
 #[allow(dead_code)] // shared by every bench target; each uses a part
 mod procs;
@@ -42,6 +47,10 @@ enum Target {
     Nginx,
     Healthgate,
     Floor,
+    /// Candidate (b): our own request loop on Pingora's HTTP/1 sessions.
+    PingoraLoop,
+    /// Candidate (c): hyper's HTTP/1 server and client on Pingora's listeners.
+    HyperLoop,
 }
 
 impl Target {
@@ -52,6 +61,8 @@ impl Target {
             Target::Nginx => "NGINX",
             Target::Healthgate => "healthgate",
             Target::Floor => "floor (bare forwarder)",
+            Target::PingoraLoop => "loop on Pingora sessions (b)",
+            Target::HyperLoop => "hyper loop (c)",
         }
     }
 }
@@ -72,12 +83,16 @@ const ALL: &[Target] = &[
     Target::Nginx,
     Target::Healthgate,
     Target::Floor,
+    Target::PingoraLoop,
+    Target::HyperLoop,
 ];
 const PROXIES: &[Target] = &[
     Target::Haproxy,
     Target::Nginx,
     Target::Healthgate,
     Target::Floor,
+    Target::PingoraLoop,
+    Target::HyperLoop,
 ];
 
 const SCENARIOS: &[Scenario] = &[
@@ -198,10 +213,19 @@ struct Sample {
     cpu_per_100k: f64,
 }
 
+/// A forwarder this binary runs when started with its argument (see [`peers::start_self`]).
+type Forwarder = fn(&[String]) -> Result<(), String>;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(floor::ARG) {
-        if let Err(e) = floor::main(&args[2..]) {
+    let forwarder: Option<Forwarder> = match args.get(1).map(String::as_str) {
+        Some(floor::ARG) => Some(floor::main),
+        Some(pingora_loop::ARG) => Some(pingora_loop::main),
+        Some(hyper_loop::ARG) => Some(hyper_loop::main),
+        _ => None,
+    };
+    if let Some(forwarder) = forwarder {
+        if let Err(e) = forwarder(&args[2..]) {
             eprintln!("error: {e}");
             std::process::exit(2);
         }
@@ -302,6 +326,8 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
             Target::Nginx => Some(peers::nginx_proxy(dir, &nodes, s.threads, port)?),
             Target::Healthgate => Some(peers::healthgate(dir, &nodes, s.threads, port)?),
             Target::Floor => Some(floor::start(dir, &nodes, s.threads, port)?),
+            Target::PingoraLoop => Some(pingora_loop::start(dir, &nodes, s.threads, port)?),
+            Target::HyperLoop => Some(hyper_loop::start(dir, &nodes, s.threads, port)?),
         };
         let (addr, pid) = match &proc {
             Some(p) => (addr, p.pid()),
@@ -429,5 +455,25 @@ fn table(s: &Scenario, samples: &[Vec<Sample>], targets: &[Target]) -> String {
         let _ = write!(out, "healthgate/floor: throughput {:.2}×.", h / f);
     }
     out.push('\n');
+    // The request-loop candidates against HAProxy and against healthgate (candidate (a)).
+    for (candidate, name) in [(Target::PingoraLoop, "(b)"), (Target::HyperLoop, "(c)")] {
+        let Some(c) = get(&rps, candidate) else {
+            continue;
+        };
+        let cp = get(&p99, candidate);
+        let mut parts = Vec::new();
+        for (peer, peer_name) in [(Target::Haproxy, "HAProxy"), (Target::Healthgate, "(a)")] {
+            if let (Some(r), Some(rp)) = (get(&rps, peer), get(&p99, peer)) {
+                let mut part = format!("{name}/{peer_name}: throughput {:.2}×", c / r);
+                if let Some(cp) = cp {
+                    let _ = write!(part, ", p99 {:.2}×", cp / rp);
+                }
+                parts.push(part);
+            }
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(out, "{}.", parts.join(". "));
+        }
+    }
     out
 }

@@ -1,6 +1,8 @@
 //! The processes a load run compares: backends (nginx serving a fixed small body, or
 //! `mi-sim`) and the proxies in front of them (HAProxy, NGINX, healthgate), each configured
 //! alike: round robin, keep-alive to the nodes, `X-Forwarded-For`, health checks every second.
+//! The forwarders of this bench (the floor and the request-loop experiments) are this binary
+//! again, started by [`start_self`] and reading their arguments with [`forwarder_args`].
 
 use super::procs::{Proc, find_tool, free_port, http_get, metric_value, mi_sim, wait_until};
 use std::fmt::Write as _;
@@ -224,6 +226,57 @@ pub fn healthgate_config(nodes: &Nodes, threads: usize, port: u16, admin: Socket
         );
     }
     yaml
+}
+
+/// Start this bench binary again as the forwarder `name` over `nodes`, with `threads` threads
+/// on `port`: `ARG THREADS 127.0.0.1:PORT NODE…`, as a child process whose CPU time is counted
+/// like the others'. Waits until it answers.
+pub fn start_self(
+    dir: &Workdir,
+    name: &str,
+    arg: &str,
+    nodes: &Nodes,
+    threads: usize,
+    port: u16,
+) -> Result<Proc, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the bench binary: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .arg(arg)
+        .arg(threads.to_string())
+        .arg(format!("127.0.0.1:{port}"))
+        .args(
+            nodes
+                .ips
+                .iter()
+                .map(|ip| format!("{ip}:{}", nodes.traffic_port)),
+        );
+    let mut proc = Proc::spawn(name, command, &dir.log(name))?;
+    wait_for_proxy(port, &mut proc)?;
+    Ok(proc)
+}
+
+/// The arguments a forwarder started by [`start_self`] gets after its `arg`:
+/// `THREADS LISTEN NODE…`.
+pub fn forwarder_args(
+    arg: &str,
+    args: &[String],
+) -> Result<(usize, SocketAddr, Vec<SocketAddr>), String> {
+    let [threads, listen, nodes @ ..] = args else {
+        return Err(format!("usage: {arg} THREADS LISTEN NODE…"));
+    };
+    let threads: usize = threads.parse().map_err(|e| format!("threads: {e}"))?;
+    let nodes: Vec<SocketAddr> = nodes
+        .iter()
+        .map(|n| n.parse().map_err(|e| format!("node {n}: {e}")))
+        .collect::<Result<_, _>>()?;
+    if nodes.is_empty() {
+        return Err("no nodes".into());
+    }
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|e| format!("listen {listen}: {e}"))?;
+    Ok((threads.max(1), listen, nodes))
 }
 
 /// Wait until the proxy on `port` answers `/` with 200, or fail with its log.

@@ -22,17 +22,17 @@ pub(super) struct Exchange<'a> {
     pub conn: &'a Connection,
     pub started: Instant,
     pub tried: Tried,
-    pub method: http::Method,
-    pub uri: http::Uri,
+    /// Method and target, kept for the access log when it is on.
+    pub logged: Option<(http::Method, http::Uri)>,
 }
 
 impl Exchange<'_> {
     /// A finished request's bookkeeping, for an answer with `status`.
     pub fn finish(&self, status: u16, attempt: Option<InFlight>) -> Finish {
-        let access = self.proxy.settings.access_log.then(|| AccessLine {
+        let access = self.logged.as_ref().map(|(method, uri)| AccessLine {
             client: self.conn.peer_text(),
-            method: self.method.clone(),
-            path: self.uri.clone(),
+            method: method.clone(),
+            path: uri.clone(),
             status,
         });
         Finish {
@@ -192,8 +192,10 @@ pub(super) async fn handle(
         conn,
         started: Instant::now(),
         tried: Tried::default(),
-        method: req.method().clone(),
-        uri: req.uri().clone(),
+        logged: proxy
+            .settings
+            .access_log
+            .then(|| (req.method().clone(), req.uri().clone())),
     };
     if let Some(status) = headers::size_verdict(&req, &proxy.settings.limits) {
         return x.answer(status, "");

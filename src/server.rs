@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::proxy::HealthgateProxy;
 use crate::supervisor::Supervisor;
 use crate::telemetry::Metrics;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::Opt;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, Server};
@@ -98,7 +99,11 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     watch_shutdown(&server, cluster.clone(), app.draining_flag());
     let mut proxy = Service::new("healthgate proxy".to_string(), app);
     for addr in &config.listen {
-        proxy.add_tcp(&addr.to_string());
+        // No read or write buffer of Pingora's in front of hyper's own: Pingora's default
+        // (64 KiB read) is memory every idle client connection would hold.
+        let endpoint =
+            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered());
+        proxy.add_listener(endpoint);
     }
     proxy.threads = Some(server_conf.threads);
 

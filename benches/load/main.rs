@@ -18,6 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod floor;
 mod hyper_loop;
+mod idle;
 mod peers;
 mod pingora_loop;
 #[path = "../support/procs.rs"]
@@ -51,6 +52,9 @@ enum Target {
     PingoraLoop,
     /// Candidate (c): hyper's HTTP/1 server and client on Pingora's listeners.
     HyperLoop,
+    /// Candidate (a): a healthgate build still on Pingora's `ProxyHttp`, from the binary
+    /// `HEALTHGATE_BASELINE` names (left out when unset).
+    Baseline,
 }
 
 impl Target {
@@ -63,6 +67,7 @@ impl Target {
             Target::Floor => "floor (bare forwarder)",
             Target::PingoraLoop => "loop on Pingora sessions (b)",
             Target::HyperLoop => "hyper loop (c)",
+            Target::Baseline => "healthgate on ProxyHttp (a)",
         }
     }
 }
@@ -85,6 +90,7 @@ const ALL: &[Target] = &[
     Target::Floor,
     Target::PingoraLoop,
     Target::HyperLoop,
+    Target::Baseline,
 ];
 const PROXIES: &[Target] = &[
     Target::Haproxy,
@@ -93,6 +99,7 @@ const PROXIES: &[Target] = &[
     Target::Floor,
     Target::PingoraLoop,
     Target::HyperLoop,
+    Target::Baseline,
 ];
 
 const SCENARIOS: &[Scenario] = &[
@@ -261,6 +268,14 @@ fn run() -> Result<(), String> {
         report.push_str(&section);
         medians.push((s.name, of_targets));
     }
+    if o.only
+        .as_ref()
+        .is_none_or(|only| only.iter().any(|n| n == idle::NAME))
+    {
+        let section = idle::run(&dir)?;
+        print!("{section}");
+        report.push_str(&section);
+    }
     let growth = node_count_growth(&medians);
     print!("{growth}");
     report.push_str(&growth);
@@ -328,6 +343,18 @@ fn scenario(dir: &Workdir, s: &Scenario, o: &Options) -> Result<(String, Vec<Med
             Target::Floor => Some(floor::start(dir, &nodes, s.threads, port)?),
             Target::PingoraLoop => Some(pingora_loop::start(dir, &nodes, s.threads, port)?),
             Target::HyperLoop => Some(hyper_loop::start(dir, &nodes, s.threads, port)?),
+            Target::Baseline => match peers::baseline_binary() {
+                Some(binary) => Some(peers::healthgate_binary(
+                    dir,
+                    &nodes,
+                    s.threads,
+                    port,
+                    &binary,
+                    "healthgate-a",
+                    "",
+                )?),
+                None => continue,
+            },
         };
         let (addr, pid) = match &proc {
             Some(p) => (addr, p.pid()),
@@ -455,14 +482,20 @@ fn table(s: &Scenario, samples: &[Vec<Sample>], targets: &[Target]) -> String {
         let _ = write!(out, "healthgate/floor: throughput {:.2}×.", h / f);
     }
     out.push('\n');
-    // The request-loop candidates against HAProxy and against healthgate (candidate (a)).
-    for (candidate, name) in [(Target::PingoraLoop, "(b)"), (Target::HyperLoop, "(c)")] {
+    // The request-loop candidates, and healthgate as adopted, against HAProxy and against
+    // candidate (a), healthgate on ProxyHttp.
+    let candidates = [
+        (Target::Healthgate, "healthgate"),
+        (Target::PingoraLoop, "(b)"),
+        (Target::HyperLoop, "(c)"),
+    ];
+    for (candidate, name) in candidates {
         let Some(c) = get(&rps, candidate) else {
             continue;
         };
         let cp = get(&p99, candidate);
         let mut parts = Vec::new();
-        for (peer, peer_name) in [(Target::Haproxy, "HAProxy"), (Target::Healthgate, "(a)")] {
+        for (peer, peer_name) in [(Target::Haproxy, "HAProxy"), (Target::Baseline, "(a)")] {
             if let (Some(r), Some(rp)) = (get(&rps, peer), get(&p99, peer)) {
                 let mut part = format!("{name}/{peer_name}: throughput {:.2}×", c / r);
                 if let Some(cp) = cp {

@@ -7,7 +7,7 @@
 use super::procs::{Proc, find_tool, free_port, http_get, metric_value, mi_sim, wait_until};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -137,9 +137,20 @@ pub fn mi_sim_backend(dir: &Workdir, nodes: &Nodes) -> Result<Proc, String> {
 
 /// HAProxy with `threads` threads, round robin, HTTP health checks every second.
 pub fn haproxy(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Result<Proc, String> {
+    haproxy_with_maxconn(dir, nodes, threads, port, 4000)
+}
+
+/// [`haproxy`] holding up to `maxconn` client connections (it needs two descriptors each).
+pub fn haproxy_with_maxconn(
+    dir: &Workdir,
+    nodes: &Nodes,
+    threads: usize,
+    port: u16,
+    maxconn: usize,
+) -> Result<Proc, String> {
     let haproxy = find_tool("haproxy").ok_or("haproxy not found (apt-get install haproxy)")?;
     let mut cfg = format!(
-        "global\n  nbthread {threads}\n  maxconn 4000\n\
+        "global\n  nbthread {threads}\n  maxconn {maxconn}\n\
          defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n\
          \x20 option http-keep-alive\n  option forwardfor\n  http-reuse safe\n\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
@@ -184,14 +195,33 @@ pub fn nginx_proxy(
 
 /// healthgate with `threads` worker threads over `nodes`; waits until every node is ready.
 pub fn healthgate(dir: &Workdir, nodes: &Nodes, threads: usize, port: u16) -> Result<Proc, String> {
+    let binary = Path::new(env!("CARGO_BIN_EXE_healthgate"));
+    healthgate_binary(dir, nodes, threads, port, binary, "healthgate", "")
+}
+
+/// The healthgate build named by `HEALTHGATE_BASELINE` (e.g. one still on Pingora's
+/// `ProxyHttp`, candidate (a) of docs/bench/hot-path.md), if set.
+pub fn baseline_binary() -> Option<PathBuf> {
+    std::env::var_os("HEALTHGATE_BASELINE").map(PathBuf::from)
+}
+
+/// healthgate from `binary`, its files and log under `name`, `extra` added to its
+/// configuration.
+pub fn healthgate_binary(
+    dir: &Workdir,
+    nodes: &Nodes,
+    threads: usize,
+    port: u16,
+    binary: &Path,
+    name: &str,
+    extra: &str,
+) -> Result<Proc, String> {
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let path = dir.write(
-        "healthgate.yaml",
-        &healthgate_config(nodes, threads, port, admin),
-    )?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_healthgate"));
+    let config = healthgate_config(nodes, threads, port, admin) + extra;
+    let path = dir.write(&format!("{name}.yaml"), &config)?;
+    let mut command = Command::new(binary);
     command.arg("--config").arg(path).env("RUST_LOG", "warn");
-    let mut proc = Proc::spawn("healthgate", command, &dir.log("healthgate"))?;
+    let mut proc = Proc::spawn(name, command, &dir.log(name))?;
     let want = nodes.ips.len() as f64;
     let ready = wait_until(
         Duration::from_secs(60),

@@ -5,6 +5,7 @@
 //! metrics, access log, the connection back to the pool — when it is done).
 
 use super::client_io::Phase;
+use super::timer::LazyTimer;
 use super::upstream::{self, Sender};
 use crate::routing::InFlight;
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// A body error: boxed, as hyper wants it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -128,7 +129,7 @@ pub struct ClientBody {
     max: Option<u64>,
     timeout: Duration,
     deadline: Option<Instant>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    timer: LazyTimer,
     fault: Arc<FaultCell>,
 }
 
@@ -147,7 +148,7 @@ impl ClientBody {
             max,
             timeout,
             deadline: None,
-            sleep: None,
+            timer: LazyTimer::default(),
             fault,
         }
     }
@@ -199,13 +200,7 @@ impl ClientBody {
                 let deadline = *this
                     .deadline
                     .get_or_insert_with(|| Instant::now() + this.timeout);
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if sleep.deadline() != deadline {
-                    sleep.as_mut().reset(deadline);
-                }
-                if sleep.as_mut().poll(cx).is_ready() {
+                if this.timer.expired(cx, deadline) {
                     return this.fail(ClientFault::Stalled, "client body stalled");
                 }
                 Poll::Pending
@@ -287,7 +282,7 @@ struct NodeBody {
     /// The end of `timeouts.total`, if set.
     total: Option<Instant>,
     deadline: Option<Instant>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    timer: LazyTimer,
 }
 
 impl DownBody {
@@ -314,7 +309,7 @@ impl DownBody {
                 read,
                 total,
                 deadline: None,
-                sleep: None,
+                timer: LazyTimer::default(),
             }),
             finish: Some(finish),
         };
@@ -377,13 +372,7 @@ impl Body for DownBody {
                     let next = Instant::now() + read;
                     node.total.map_or(next, |total| next.min(total))
                 });
-                let sleep = node
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if sleep.deadline() != deadline {
-                    sleep.as_mut().reset(deadline);
-                }
-                if sleep.as_mut().poll(cx).is_ready() {
+                if node.timer.expired(cx, deadline) {
                     // The client sees a cut answer rather than a wait without end.
                     node.sender = None;
                     return Poll::Ready(Some(Err("the node's answer stalled (timeouts.read or \

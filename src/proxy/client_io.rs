@@ -8,6 +8,7 @@
 //! this wrapper through [`Phase`]: a request was parsed ([`Phase::request`]), its answer
 //! is done ([`Phase::idle`]), the connection became a tunnel ([`Phase::tunnel`]).
 
+use super::timer::LazyTimer;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// Sent to a client whose request head did not arrive in time.
 const REQUEST_TIMEOUT: &[u8] =
@@ -89,8 +90,7 @@ pub struct ClientIo<S> {
     /// The phase (with its change count) the current deadline was set for, and the deadline.
     seen: u32,
     deadline: Option<Instant>,
-    /// Armed only once a read has to wait: a client whose bytes are there costs no timer.
-    sleep: Option<Pin<Box<Sleep>>>,
+    timer: LazyTimer,
 }
 
 impl<S> ClientIo<S> {
@@ -103,7 +103,7 @@ impl<S> ClientIo<S> {
             header,
             seen: u32::MAX,
             deadline: None,
-            sleep: None,
+            timer: LazyTimer::default(),
         }
     }
 
@@ -122,17 +122,6 @@ impl<S> ClientIo<S> {
             };
         }
         self.deadline
-    }
-
-    /// Whether `deadline` has passed; registers for a wake-up if not.
-    fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() != deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        sleep.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -162,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     }
                     return Poll::Pending;
                 };
-                if !this.expired(cx, deadline) {
+                if !this.timer.expired(cx, deadline) {
                     return Poll::Pending;
                 }
                 if phase & 3 == HEAD {

@@ -8,7 +8,7 @@
 //! bodies and the end of a request), `headers` (what passes between the hops), `upstream`
 //! (connections to the nodes, pooled per worker), `tunnel` (WebSocket), `client_io` (the
 //! client-side deadlines), `answers` (healthgate's own answers), `forwarded` (whose
-//! `X-Forwarded-For` is believed).
+//! `X-Forwarded-For` is believed), `timer` (a timer armed only when a wait waits).
 
 mod answers;
 mod body;
@@ -16,6 +16,7 @@ mod client_io;
 mod forwarded;
 mod headers;
 mod request;
+mod timer;
 mod tunnel;
 mod upstream;
 
@@ -23,7 +24,7 @@ pub use answers::{NO_READY_NODE_BODY, OUT_OF_RESOURCES_BODY};
 pub use forwarded::Trust;
 
 use crate::cluster::Cluster;
-use crate::config::{Config, LimitsConfig};
+use crate::config::{Config, LimitsConfig, TimeoutsConfig};
 use async_trait::async_trait;
 use client_io::{ClientIo, Phase};
 use hyper::server::conn::http1;
@@ -35,7 +36,6 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Sent to a client connection over its listener's `limits.max_connections`.
@@ -52,37 +52,18 @@ pub struct Settings {
     pub access_log: bool,
     /// Size and connection limits.
     pub limits: LimitsConfig,
-    /// `timeouts.connect`.
-    pub connect: Duration,
-    /// `timeouts.read`.
-    pub read: Duration,
-    /// `timeouts.client_body`.
-    pub client_body: Duration,
-    /// `timeouts.total`.
-    pub total: Option<Duration>,
-    /// `timeouts.client_idle`.
-    pub client_idle: Duration,
-    /// `timeouts.client_header`.
-    pub client_header: Duration,
-    /// `timeouts.tunnel_idle`.
-    pub tunnel_idle: Duration,
+    /// Every timeout, towards the nodes and the clients.
+    pub timeouts: TimeoutsConfig,
 }
 
 impl Settings {
     /// The request loop's part of `config`.
     pub fn new(config: &Config) -> Settings {
-        let t = &config.timeouts;
         Settings {
             retries: config.balancing.retries,
             access_log: config.log.access_log,
             limits: config.limits,
-            connect: t.connect,
-            read: t.read,
-            client_body: t.client_body,
-            total: t.total,
-            client_idle: t.client_idle,
-            client_header: t.client_header,
-            tunnel_idle: t.tunnel_idle,
+            timeouts: config.timeouts,
         }
     }
 }
@@ -150,8 +131,8 @@ impl HealthgateProxy {
         let io = ClientIo::new(
             stream,
             phase,
-            self.settings.client_idle,
-            self.settings.client_header,
+            self.settings.timeouts.client_idle,
+            self.settings.timeouts.client_header,
         );
         let conn = &conn;
         let service = hyper::service::service_fn(move |req| async move {

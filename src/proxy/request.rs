@@ -59,13 +59,14 @@ impl Exchange<'_> {
     fn out_of_time(&self) -> bool {
         self.proxy
             .settings
+            .timeouts
             .total
             .is_some_and(|total| self.started.elapsed() >= total)
     }
 
     /// What is left of `timeouts.total`, capped at `limit`.
     pub fn within_total(&self, limit: std::time::Duration) -> std::time::Duration {
-        match self.proxy.settings.total {
+        match self.proxy.settings.timeouts.total {
             Some(total) => limit.min(total.saturating_sub(self.started.elapsed())),
             None => limit,
         }
@@ -73,7 +74,7 @@ impl Exchange<'_> {
 
     /// The end of `timeouts.total`, if set.
     fn total_deadline(&self) -> Option<tokio::time::Instant> {
-        let total = self.proxy.settings.total?;
+        let total = self.proxy.settings.timeouts.total?;
         let left = total.saturating_sub(self.started.elapsed());
         Some(tokio::time::Instant::now() + left)
     }
@@ -132,7 +133,7 @@ impl Exchange<'_> {
         if let Some(sender) = upstream::pooled(addr).await {
             return Connected::Ready(sender, true);
         }
-        let timeout = self.within_total(self.proxy.settings.connect);
+        let timeout = self.within_total(self.proxy.settings.timeouts.connect);
         match upstream::connect(addr, timeout).await {
             Ok(sender) => Connected::Ready(sender, false),
             Err(e) => match self.connect_failed(attempt, &e) {
@@ -231,7 +232,7 @@ async fn read_body(
     let mut streamed = ClientBody::new(
         body,
         settings.limits.max_request_body,
-        settings.client_body,
+        settings.timeouts.client_body,
         fault.clone(),
     );
     if !idempotent || too_big {
@@ -353,7 +354,7 @@ async fn attempt_once(x: &Exchange<'_>, attempt: &InFlight, req: Request<UpBody>
             Connected::Failed => return Attempt::Unsent(req),
             Connected::Ends(answer) => return Attempt::Ended(*answer),
         };
-        let wait = x.within_total(x.proxy.settings.read);
+        let wait = x.within_total(x.proxy.settings.timeouts.read);
         let sent = tokio::time::timeout(wait, sender.try_send_request(req)).await;
         match sent {
             Ok(Ok(response)) => return Attempt::Answered(answered(x, attempt, sender, response)),
@@ -408,7 +409,7 @@ fn answered(
     let body = DownBody::node(
         body,
         Some((backend.traffic_addr, sender)),
-        x.proxy.settings.read,
+        x.proxy.settings.timeouts.read,
         x.total_deadline(),
         finish,
     );

@@ -37,7 +37,7 @@ pub(super) async fn handle(x: &mut Exchange<'_>, mut req: Request<Incoming>) -> 
             return x.no_ready_node();
         };
         let addr = attempt.backend().traffic_addr;
-        let timeout = x.within_total(x.proxy.settings.connect);
+        let timeout = x.within_total(x.proxy.settings.timeouts.connect);
         let mut sender = match upstream::connect_upgradable(addr, timeout).await {
             Ok(sender) => sender,
             Err(e) => match x.connect_failed(&attempt, &e) {
@@ -51,7 +51,7 @@ pub(super) async fn handle(x: &mut Exchange<'_>, mut req: Request<Incoming>) -> 
         *upstream_req.method_mut() = parts.method.clone();
         *upstream_req.uri_mut() = parts.uri.clone();
         *upstream_req.headers_mut() = parts.headers.clone();
-        let wait = x.within_total(x.proxy.settings.read);
+        let wait = x.within_total(x.proxy.settings.timeouts.read);
         let response = match tokio::time::timeout(wait, sender.send_request(upstream_req)).await {
             Ok(Ok(response)) => response,
             // The request reached the node: not sent again.
@@ -74,13 +74,13 @@ pub(super) async fn handle(x: &mut Exchange<'_>, mut req: Request<Incoming>) -> 
             let (mut head, body) = response.into_parts();
             headers::prepare_response(&mut head, x.proxy.is_draining());
             let finish = x.finish(status, Some(attempt));
-            let body = DownBody::node(body, None, x.proxy.settings.read, None, finish);
+            let body = DownBody::node(body, None, x.proxy.settings.timeouts.read, None, finish);
             return Response::from_parts(head, body);
         }
         let mut response = response;
         let node_side = hyper::upgrade::on(&mut response);
         x.conn.phase.tunnel();
-        let idle = x.proxy.settings.tunnel_idle;
+        let idle = x.proxy.settings.timeouts.tunnel_idle;
         let gauge = x.proxy.cluster.metrics().tunnels.clone();
         let name = backend.name.clone();
         tokio::spawn(async move {

@@ -107,6 +107,29 @@ fn metric(text: &str, line_start: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {line_start:?} in\n{text}"))
 }
 
+/// Opens idle client connections until the proxy holds `OPEN_FILES` descriptors. A freed
+/// descriptor (a closed client, a finished probe) is taken again, so that the next connect
+/// the proxy makes meets the shortage, whoever makes it.
+async fn take_every_descriptor(proxy: &Proxy, fillers: &mut Vec<TcpStream>, since: Instant) {
+    while proxy.open_files_below(OPEN_FILES) < OPEN_FILES {
+        assert!(
+            since.elapsed() < 2 * DEADLINE,
+            "the proxy stopped at {} open files:\n{}",
+            proxy.open_files_below(OPEN_FILES),
+            proxy.log()
+        );
+        let before = proxy.open_files_below(OPEN_FILES);
+        fillers.push(TcpStream::connect(proxy.listen).await.unwrap());
+        // After it met the limit, Pingora's accept loop sleeps a second before it tries again.
+        let accepted = Instant::now();
+        while proxy.open_files_below(OPEN_FILES) <= before
+            && accepted.elapsed() < Duration::from_millis(1500)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_descriptors_evicts_no_node() {
     let nodes = start_nodes(2);
@@ -137,35 +160,33 @@ async fn running_out_of_descriptors_evicts_no_node() {
     // Metrics are read through this connection while no new one can be accepted.
     let mut admin = BufReader::new(TcpStream::connect(proxy.admin).await.unwrap());
     assert_eq!(counter_on(&mut admin, PROBE_ERRORS).await, 0);
-    // Take every descriptor the proxy has left with idle connections.
+    // Phase 1: every descriptor taken and kept taken, until a liveness or readiness round
+    // (every 500 ms, each a new connection) has met the shortage.
     let mut fillers = Vec::new();
-    let started = Instant::now();
-    while proxy.open_files() < OPEN_FILES {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the proxy stopped at {} open files:\n{}",
-            proxy.open_files(),
-            proxy.log()
-        );
-        fillers.push(TcpStream::connect(proxy.listen).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    // Requests that need new upstream connections, and (liveness: every 500 ms, with a
-    // traffic-port connect) probes that need new connections, until both kinds of shortage
-    // were counted: which one takes a freed descriptor first is up to the scheduler.
     let asked = Instant::now();
-    let mut failed = 0;
     loop {
-        let probe_errors = counter_on(&mut admin, PROBE_ERRORS).await;
-        if failed > 0 && probe_errors > 0 {
+        take_every_descriptor(&proxy, &mut fillers, asked).await;
+        if counter_on(&mut admin, PROBE_ERRORS).await > 0 {
             break;
         }
         assert!(
             asked.elapsed() < DEADLINE,
-            "after {DEADLINE:?}: {failed} requests failed, {probe_errors} probe connects failed \
-             locally:\n{}",
+            "after {DEADLINE:?} no probe connect failed locally:\n{}",
             proxy.log()
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Phase 2: concurrent slow requests need more upstream connections than are pooled,
+    // while the descriptors are still all taken.
+    let mut failed = 0;
+    while failed == 0 {
+        assert!(
+            asked.elapsed() < 2 * DEADLINE && !clients.is_empty(),
+            "no request met the shortage ({} clients left):\n{}",
+            clients.len(),
+            proxy.log()
+        );
+        take_every_descriptor(&proxy, &mut fillers, asked).await;
         let rounds: Vec<_> = clients
             .drain(..)
             .map(|mut stream| {
@@ -186,11 +207,6 @@ async fn running_out_of_descriptors_evicts_no_node() {
                 503 => failed += 1,
                 other => panic!("a request got {other}:\n{}", proxy.log()),
             }
-        }
-        // A closed one is not replaced: a new connection would wait in the listen queue
-        // until a descriptor came free. The kept ones ask again; the probes go on.
-        if clients.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     drop(fillers);

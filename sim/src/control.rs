@@ -51,11 +51,12 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-/// The node's state as JSON.
+/// The node's state as JSON (`scheme` is `https` when the traffic port serves TLS).
 pub fn describe(node: &SimNode) -> serde_json::Value {
     serde_json::json!({
         "name": node.name(),
         "phase": node.phase().as_str(),
+        "scheme": node.scheme(),
         "traffic": node.traffic_addr().to_string(),
         "health": node.health_addr().to_string(),
         "faulty_capps": node.faulty_capps(),
@@ -63,6 +64,7 @@ pub fn describe(node: &SimNode) -> serde_json::Value {
         "traffic_requests": node.traffic_requests(),
         "health_requests": node.health_requests(),
         "websocket_open": node.websocket_open(),
+        "tls_handshake_failures": node.tls_handshake_failures(),
     })
 }
 

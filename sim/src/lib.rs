@@ -1,27 +1,30 @@
 //! A simulated MI node that behaves as MI-HEALTH-API.md describes: it opens its ports in
 //! MI's order, answers `/healthz` and `/liveness` byte for byte, and can be driven at run
 //! time — faulty CApps, MI-style shutdown, hang, crash, slow startup. Its traffic port also
-//! serves a WebSocket echo endpoint ([`ws`]). Used by the `mi-sim` binary, `healthgate demo`
-//! (the `demo` feature), and healthgate's tests and benchmarks.
+//! serves a WebSocket echo endpoint ([`ws`]), and serves HTTPS instead of HTTP when
+//! [`SimOptions::https`] is set ([`tls`]), as MI's 8243 + offset does. Used by the `mi-sim`
+//! binary, `healthgate demo` (the `demo` feature), and healthgate's tests and benchmarks.
 //!
 //! A crate of its own so that a production build of healthgate (`--no-default-features`)
 //! carries none of it.
 
 pub mod control;
 pub mod mi;
+mod serve;
+pub mod tls;
 pub mod ws;
 
 use bytes::Bytes;
 use http::HeaderValue;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use serve::{live, reserve};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{mpsc, watch};
+use tls::{TestPki, TlsIdentity};
+use tokio::net::TcpSocket;
+use tokio::sync::watch;
 
 /// How a simulated node starts and behaves.
 #[derive(Clone, Debug)]
@@ -48,6 +51,9 @@ pub struct SimOptions {
     pub liveness_endpoint: bool,
     /// Every traffic response is held this long (a slow node).
     pub response_delay: Duration,
+    /// Serve the traffic port over TLS with this certificate (MI's HTTPS pass-through);
+    /// `None`, the default, serves plain HTTP. The health port is plain HTTP either way.
+    pub https: Option<TlsIdentity>,
 }
 
 impl SimOptions {
@@ -65,7 +71,14 @@ impl SimOptions {
             shutdown_grace: Duration::from_secs(2),
             liveness_endpoint: true,
             response_delay: Duration::ZERO,
+            https: None,
         }
+    }
+
+    /// The same options with the traffic port serving `pki`'s leaf over TLS.
+    pub fn with_https(mut self, pki: Arc<TestPki>) -> Result<SimOptions, tls::TlsError> {
+        self.https = Some(TlsIdentity::from_pki(pki)?);
+        Ok(self)
     }
 }
 
@@ -113,6 +126,12 @@ pub(crate) struct Shared {
     response_delay_us: AtomicU64,
     /// Status the traffic port answers with (200 unless set).
     traffic_status: AtomicU16,
+    /// What an HTTPS traffic port serves now (`None`: plain HTTP); read at each accept, so a
+    /// swap applies to new connections only.
+    tls: Mutex<Option<TlsIdentity>>,
+    /// TLS handshakes on the traffic port: completed, and failed or abandoned.
+    tls_handshakes: AtomicU64,
+    tls_handshake_failures: AtomicU64,
     node_header: HeaderValue,
     traffic_body: Bytes,
     life: Mutex<Option<Life>>,
@@ -171,6 +190,9 @@ impl SimNode {
             ws_frames: AtomicU64::new(0),
             response_delay_us: AtomicU64::new(options.response_delay.as_micros() as u64),
             traffic_status: AtomicU16::new(200),
+            tls: Mutex::new(options.https.clone()),
+            tls_handshakes: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             node_header,
             traffic_body: Bytes::from(format!("hello from {}\n", options.name)),
             life: Mutex::new(None),
@@ -194,6 +216,61 @@ impl SimNode {
     /// The internal API (health) address.
     pub fn health_addr(&self) -> SocketAddr {
         self.shared.health_addr
+    }
+
+    /// Whether the traffic port serves HTTPS.
+    pub fn is_https(&self) -> bool {
+        lock(&self.shared.tls).is_some()
+    }
+
+    /// The traffic port's URL scheme: `"https"` or `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        if self.is_https() { "https" } else { "http" }
+    }
+
+    /// The traffic port's base URL, e.g. `https://127.0.0.1:8253` (the default leaf has IP
+    /// SAN `127.0.0.1`, so it verifies without naming `localhost`).
+    pub fn traffic_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.traffic_addr())
+    }
+
+    /// What the traffic port serves over TLS now; `None` for plain HTTP.
+    pub fn tls_identity(&self) -> Option<TlsIdentity> {
+        lock(&self.shared.tls).clone()
+    }
+
+    /// The generated PKI the traffic port serves (its CA is what clients trust); `None` for
+    /// plain HTTP or a certificate from files.
+    pub fn pki(&self) -> Option<Arc<TestPki>> {
+        lock(&self.shared.tls).as_ref()?.pki().cloned()
+    }
+
+    /// Serve another certificate from now on (e.g. a second leaf from the same CA): new
+    /// connections get it, open ones keep theirs. Fails on a plain HTTP node: the scheme is
+    /// fixed at start, as MI's transports are.
+    pub fn set_tls_identity(&self, identity: TlsIdentity) -> io::Result<()> {
+        let mut tls = lock(&self.shared.tls);
+        match tls.as_mut() {
+            Some(current) => {
+                *current = identity;
+                Ok(())
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{} serves plain HTTP", self.name()),
+            )),
+        }
+    }
+
+    /// TLS handshakes completed on the traffic port so far.
+    pub fn tls_handshakes(&self) -> u64 {
+        self.shared.tls_handshakes.load(Ordering::Relaxed)
+    }
+
+    /// Traffic connections that failed or gave up the TLS handshake so far (a client that
+    /// distrusts the certificate, or a TCP-only probe).
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.shared.tls_handshake_failures.load(Ordering::Relaxed)
     }
 
     /// Where the node is in its life.
@@ -350,165 +427,5 @@ impl SimNode {
             kill_rx,
             close_rx,
         ));
-    }
-}
-
-/// Bind (without listening) so the port is ours but refuses connections, as MI's ports do
-/// while CApps deploy.
-fn reserve(addr: SocketAddr) -> io::Result<TcpSocket> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    Ok(socket)
-}
-
-async fn live(
-    shared: Arc<Shared>,
-    traffic: TcpSocket,
-    health: TcpSocket,
-    mut kill: watch::Receiver<bool>,
-    close_traffic: watch::Receiver<bool>,
-) {
-    let name = shared.options.name.clone();
-    tokio::select! {
-        _ = tokio::time::sleep(shared.options.startup_delay) => {}
-        _ = turned_on(&mut kill) => {
-            shared.phase.send_replace(Phase::Stopped);
-            return;
-        }
-    }
-    // MI opens the pass-through transports first, the internal API (health) port last.
-    let listeners = traffic
-        .listen(1024)
-        .and_then(|t| Ok((t, health.listen(1024)?)));
-    let (traffic, health) = match listeners {
-        Ok(pair) => pair,
-        Err(e) => {
-            log::error!("mi-sim {name}: cannot listen: {e}");
-            shared.phase.send_replace(Phase::Stopped);
-            return;
-        }
-    };
-    {
-        // Ignore a stale Running if a shutdown already started.
-        let _ = shared.phase.send_if_modified(|p| {
-            let starting = *p == Phase::Starting;
-            if starting {
-                *p = Phase::Running;
-            }
-            starting
-        });
-    }
-    let traffic_task = serve(
-        traffic,
-        shared.clone(),
-        Endpoint::Traffic,
-        kill.clone(),
-        Some(close_traffic),
-    );
-    let health_task = serve(health, shared.clone(), Endpoint::Health, kill.clone(), None);
-    tokio::join!(traffic_task, health_task);
-    shared.phase.send_replace(Phase::Stopped);
-}
-
-#[derive(Clone, Copy)]
-enum Endpoint {
-    Traffic,
-    Health,
-}
-
-/// Accept and serve connections until killed, or (traffic port) until closed gracefully:
-/// then idle connections close, requests in flight finish, WebSocket sessions are sent a
-/// close frame, and this returns once every connection and session has ended.
-async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    endpoint: Endpoint,
-    mut kill: watch::Receiver<bool>,
-    mut close: Option<watch::Receiver<bool>>,
-) {
-    // Every connection and WebSocket session holds a clone of `alive`: `recv` returns `None`
-    // once all of them have ended. `drain` asks them to finish.
-    let (alive, mut all_ended) = mpsc::channel::<()>(1);
-    let (drain, drain_rx) = watch::channel(false);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let session = ws::Session {
-                        kill: kill.clone(),
-                        drain: drain_rx.clone(),
-                        alive: alive.clone(),
-                    };
-                    tokio::spawn(connection(stream, shared.clone(), endpoint, session));
-                }
-                Err(e) => {
-                    log::warn!("mi-sim {}: accept: {e}", shared.options.name);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            _ = turned_on(&mut kill) => return,
-            _ = switched_on(&mut close) => break,
-        }
-    }
-    drop(listener);
-    drain.send_replace(true);
-    drop(alive);
-    tokio::select! {
-        _ = all_ended.recv() => {}
-        _ = turned_on(&mut kill) => {}
-    }
-}
-
-/// Serve one connection: HTTP/1.1 with upgrades (the WebSocket endpoint takes the
-/// connection over); on `drain`, finish gracefully; on `kill`, drop it at once.
-async fn connection(
-    stream: tokio::net::TcpStream,
-    shared: Arc<Shared>,
-    endpoint: Endpoint,
-    session: ws::Session,
-) {
-    let (mut kill, mut drain) = (session.kill.clone(), session.drain.clone());
-    let service = service_fn(move |request| {
-        let shared = shared.clone();
-        let session = session.clone();
-        async move {
-            match endpoint {
-                Endpoint::Traffic => mi::traffic(request, shared, session).await,
-                Endpoint::Health => mi::health(request, shared).await,
-            }
-        }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        _ = turned_on(&mut kill) => return,
-        _ = turned_on(&mut drain) => {}
-    }
-    connection.as_mut().graceful_shutdown();
-    tokio::select! {
-        _ = connection => {}
-        _ = turned_on(&mut kill) => {}
-    }
-}
-
-/// Resolves when the switch turns on (or its sender is gone).
-async fn turned_on(switch: &mut watch::Receiver<bool>) {
-    // The borrow guard is dropped here, so callers' futures stay `Send`.
-    let _ = switch.wait_for(|on| *on).await.map(|_| ());
-}
-
-/// Like [`turned_on`]; never resolves if there is no switch.
-async fn switched_on(switch: &mut Option<watch::Receiver<bool>>) {
-    match switch {
-        Some(rx) => turned_on(rx).await,
-        None => std::future::pending().await,
     }
 }

@@ -428,9 +428,9 @@ async fn echo<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, shared: &Shared, s
         let read = tokio::select! {
             // Kill first: a crash drops the drain switch too, and must not say goodbye.
             biased;
-            _ = super::turned_on(&mut kill) => return,
+            _ = super::serve::turned_on(&mut kill) => return,
             read = read_frame(&mut io, &mut buf) => read,
-            _ = super::turned_on(&mut drain) => {
+            _ = super::serve::turned_on(&mut drain) => {
                 let bye = Frame::close(close_code::GOING_AWAY, "node shutting down");
                 let _ = io.write_all(&bye.encode(None)).await;
                 break;
@@ -493,15 +493,15 @@ pub fn handshake_request(host: &str, path: &str, key: &str) -> String {
 }
 
 /// A minimal WebSocket client for tests: one handshake, then frames (masked, as a client
-/// must send them).
-pub struct WsClient {
-    stream: TcpStream,
+/// must send them). Over any stream: a TcpStream, or a TLS stream to an HTTPS node.
+pub struct WsClient<S = TcpStream> {
+    stream: S,
     buf: BytesMut,
     /// The handshake answer's status line and headers, as received.
     pub response_head: String,
 }
 
-impl WsClient {
+impl WsClient<TcpStream> {
     /// Connect to `addr` and upgrade `path` (e.g. [`ECHO_PATH`]); an error (`Other`, naming
     /// the answer's status line) unless the answer is 101 with the right
     /// `Sec-WebSocket-Accept`.
@@ -510,9 +510,12 @@ impl WsClient {
         stream.set_nodelay(true)?;
         WsClient::upgrade(stream, &addr.to_string(), path).await
     }
+}
 
-    /// Upgrade an open connection (e.g. one that already carried plain requests).
-    pub async fn upgrade(mut stream: TcpStream, host: &str, path: &str) -> io::Result<WsClient> {
+impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
+    /// Upgrade an open connection (e.g. one that already carried plain requests, or a TLS
+    /// stream).
+    pub async fn upgrade(mut stream: S, host: &str, path: &str) -> io::Result<WsClient<S>> {
         let key = new_key();
         stream
             .write_all(handshake_request(host, path, &key).as_bytes())
@@ -599,7 +602,7 @@ impl WsClient {
     }
 
     /// The connection and the bytes read past the last frame.
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub fn into_parts(self) -> (S, BytesMut) {
         (self.stream, self.buf)
     }
 }

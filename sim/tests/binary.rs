@@ -1,40 +1,23 @@
 //! The `mi-sim` binary: driven through its control API, and SIGTERM behaves like MI's (the
-//! traffic port closes first, `/healthz` answers through the grace, then the process exits).
+//! traffic port closes first, `/healthz` answers through the grace, then the process exits);
+//! with `--https` its traffic port serves TLS on 8243 + offset with a generated CA.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{accepts, eventually, https_get};
+use mi_sim::tls::{certs_from_pem, client_config};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use std::time::Duration;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-async fn accepts(addr: SocketAddr) -> bool {
-    TcpStream::connect(addr).await.is_ok()
-}
-
-/// Poll `condition` every 20 ms until it holds; panic with `what` after `deadline`.
-async fn eventually<F, Fut>(deadline: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !condition().await {
-        assert!(
-            started.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -106,4 +89,111 @@ async fn mi_sim_binary_is_driven_at_run_time() {
         .unwrap();
     assert!(exited.success());
     assert!(!accepts(health).await);
+}
+
+#[tokio::test]
+async fn mi_sim_binary_serves_https_on_8243_plus_offset() {
+    // An offset that puts 8243 + offset on a port that was free a moment ago (ephemeral ports
+    // are all above 8243); the health port is explicit, 9191 + offset may be taken.
+    let traffic = free_port();
+    let offset = traffic - 8243;
+    let (health, control) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let tls_dir = dir.path().join("tls");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mi-sim"))
+        .args([
+            "--name",
+            "mi-https",
+            "--https",
+            "--offset",
+            &offset.to_string(),
+        ])
+        .args(["--health-port", &health.to_string()])
+        .args(["--control", &format!("127.0.0.1:{control}")])
+        .arg("--tls-dir")
+        .arg(&tls_dir)
+        .args(["--shutdown-grace", "0s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let traffic: SocketAddr = ([127, 0, 0, 1], traffic).into();
+    let health: SocketAddr = ([127, 0, 0, 1], health).into();
+    let ca = tls_dir.join("ca.pem");
+    eventually(
+        Duration::from_secs(10),
+        "mi-sim up with its CA written",
+        || async { ca.exists() && accepts(health).await },
+    )
+    .await;
+    assert!(tls_dir.join("cert.pem").exists() && tls_dir.join("key.pem").exists());
+
+    let roots = certs_from_pem(&std::fs::read_to_string(&ca).unwrap()).unwrap();
+    let answer = https_get(traffic, client_config(&roots).unwrap(), "/")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("x-mi-node"), Some("mi-https"));
+
+    let state = reqwest::get(format!("http://127.0.0.1:{control}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["scheme"], "https");
+    assert_eq!(state["traffic"], traffic.to_string());
+
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    kill(pid, Signal::SIGTERM).unwrap();
+    let exited = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.success());
+}
+
+#[tokio::test]
+async fn mi_sim_binary_serves_given_certificate_files() {
+    let pki = mi_sim::tls::TestPki::localhost().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_files(dir.path()).unwrap();
+    // An explicit --traffic-port wins over 8243 + offset.
+    let (traffic, health) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mi-sim"))
+        .args(["--name", "mi-files", "--traffic-port", &traffic.to_string()])
+        .args([
+            "--health-port",
+            &health.to_string(),
+            "--shutdown-grace",
+            "0s",
+        ])
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let traffic: SocketAddr = ([127, 0, 0, 1], traffic).into();
+    let health: SocketAddr = ([127, 0, 0, 1], health).into();
+    eventually(Duration::from_secs(10), "mi-sim up", || async {
+        accepts(health).await
+    })
+    .await;
+    let answer = https_get(traffic, pki.client_config().unwrap(), "/")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("x-mi-node"), Some("mi-files"));
+
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    kill(pid, Signal::SIGTERM).unwrap();
+    let exited = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.success());
 }

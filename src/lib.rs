@@ -14,6 +14,7 @@
 //! |---|---|
 //! | [`os`] | the open-file limit; telling this host's shortages from a node's faults |
 //! | [`config`] | one YAML file → a validated, typed [`config::Config`] |
+//! | [`tls`] | PEM files checked; a listener's reloadable acceptor; TLS towards https nodes; handshake failures in words |
 //! | [`health`] | probes and their outcomes, the `/healthz` body, the pure state machine |
 //! | [`telemetry`] | counters and histograms; rendering the Prometheus text format |
 //! | [`routing`] | backends, the routing table and its one swap, selectors, outlier records |
@@ -68,6 +69,8 @@
 pub mod os;
 
 pub mod config;
+
+pub mod tls;
 
 pub mod health;
 

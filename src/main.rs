@@ -76,6 +76,17 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             };
             if check {
+                // The TLS files too: readable, PEM, key matching, within their dates.
+                let warnings = match healthgate::server::check_tls(&config) {
+                    Ok(warnings) => warnings,
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                };
+                for warning in warnings {
+                    eprintln!("warning: {}: {warning}", path.display());
+                }
                 println!("{}: ok: {}", path.display(), config.summary());
                 return ExitCode::SUCCESS;
             }

@@ -5,7 +5,7 @@ use crate::admin::AdminApp;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::proxy::HealthgateProxy;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{CertificateError, Certificates, Supervisor};
 use crate::telemetry::Metrics;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::Opt;
@@ -48,6 +48,9 @@ pub enum StartError {
     /// The metrics registry rejected a metric.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// A TLS listener's certificate or key cannot be used.
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
 }
 
 /// A built server, ready to run, and the cluster it serves.
@@ -73,7 +76,9 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     if !launch.upgrade {
         check_listeners(config)?;
     }
+    let certificates = Arc::new(Certificates::load(config)?);
     let cluster = Arc::new(Cluster::new(config, Metrics::new()?)?);
+    certificates.report(cluster.metrics());
 
     let conf = ServerConf {
         threads: config.threads,
@@ -95,14 +100,21 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     server.bootstrap();
     let server_conf = server.configuration.clone();
 
-    let app = HealthgateProxy::new(cluster.clone(), config, max_connections(config));
+    let app = HealthgateProxy::new(
+        cluster.clone(),
+        config,
+        max_connections(config),
+        certificates.by_listener(&config.listen),
+    );
     watch_shutdown(&server, cluster.clone(), app.draining_flag());
     let mut proxy = Service::new("healthgate proxy".to_string(), app);
-    for addr in &config.listen {
+    for listener in &config.listen {
         // No read or write buffer of Pingora's in front of hyper's own: Pingora's default
-        // (64 KiB read) is memory every idle client connection would hold.
-        let endpoint =
-            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered());
+        // (64 KiB read) is memory every idle client connection would hold. TLS listeners
+        // are plain TCP to Pingora too: the request loop does the handshake, with a
+        // certificate a reload can swap (docs/tls.md).
+        let endpoint = ListenerConfig::tcp(listener.address.to_string())
+            .l4_buffer(L4BufferSettings::unbuffered());
         proxy.add_listener(endpoint);
     }
     proxy.threads = Some(server_conf.threads);
@@ -116,13 +128,27 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
 
     let supervisor = background_service(
         "healthgate supervisor",
-        Supervisor::new(cluster.clone(), config, launch.config_path.clone()),
+        Supervisor::new(
+            cluster.clone(),
+            config,
+            launch.config_path.clone(),
+            certificates,
+        ),
     );
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(supervisor);
     Ok(Healthgate { server, cluster })
+}
+
+/// Load every certificate, key and CA file `config` names, as a start would, without
+/// starting anything (`--check`). Returns the warnings: certificates that expire within
+/// 14 days, `upstream_tls.verify: false`.
+pub fn check_tls(config: &Config) -> Result<Vec<String>, StartError> {
+    let mut warnings = Certificates::load(config)?.warnings();
+    warnings.extend(crate::cluster::check_upstream_tls(&config.nodes)?);
+    Ok(warnings)
 }
 
 /// `limits.max_connections`, or by default what the open-file limit allows: each proxied
@@ -187,7 +213,7 @@ fn check_listeners(config: &Config) -> Result<(), StartError> {
     let all = config
         .listen
         .iter()
-        .map(|a| (*a, "listen"))
+        .map(|l| (l.address, "listen"))
         .chain(std::iter::once((config.admin, "admin")));
     for (addr, what) in all {
         TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, what, source })?;

@@ -220,7 +220,7 @@ async fn metrics_are_streamed_with_framing_for_every_client() {
     let names = series(&text);
     assert!(names.len() >= 26 * 35, "{} series", names.len());
     assert_eq!(names, series(&closed));
-    let last = "healthgate_upstream_connect_failures_total{node=\"gone-24\"} 0";
+    let last = "healthgate_upstream_tls_failures_total{node=\"gone-24\"} 0";
     assert!(text.ends_with(&format!("{last}\n")), "cut short");
 
     let mut kept = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "os",
     "config",
+    "tls",
     "health",
     "telemetry",
     "routing",

@@ -5,7 +5,7 @@
 
 use super::member::{HealthRecord, Member};
 use super::{Cluster, LastProbe};
-use crate::health::{Flip, NodeState, Observation, ProbeKind, ProbeOutcome};
+use crate::health::{Flip, NodeState, Observation, ProbeKind, ProbeOutcome, ProbeResult};
 use crate::telemetry::LocalErrorSource;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -24,9 +24,12 @@ impl Cluster {
         if self.made_locally(&[Some(healthz), traffic]) {
             return;
         }
-        let observation = Observation::Readiness {
-            healthz_ok: healthz.passed(),
-            traffic_ok: traffic.map(ProbeOutcome::passed),
+        let observation = match traffic.is_some_and(failed_tls) {
+            true => Observation::TlsFailed,
+            false => Observation::Readiness {
+                healthz_ok: healthz.passed(),
+                traffic_ok: traffic.map(ProbeOutcome::passed),
+            },
         };
         let reason = traffic
             .filter(|t| !t.passed())
@@ -59,6 +62,7 @@ impl Cluster {
             return;
         }
         let (observation, reason) = match (traffic.filter(|t| !t.passed()), liveness) {
+            (Some(t), _) if failed_tls(t) => (Some(Observation::TlsFailed), Some(t.reason.clone())),
             (Some(t), _) => (Some(Observation::TrafficFailed), Some(t.reason.clone())),
             (None, Some(l)) => (
                 Some(Observation::Liveness(l.passed())),
@@ -76,9 +80,10 @@ impl Cluster {
         self.observe(&member, evidence);
     }
 
-    /// Live traffic could not use the node (connect failed, or a pooled connection broke):
-    /// evict at once and ask its poller to verify right away.
-    pub fn traffic_failed(&self, id: usize, reason: String) {
+    /// Live traffic could not use the node (connect failed, or a pooled connection broke;
+    /// `tls`: the TLS handshake failed): evict at once and ask its poller to verify right
+    /// away.
+    pub fn traffic_failed(&self, id: usize, reason: String, tls: bool) {
         let Some(member) = self.member(id) else {
             return;
         };
@@ -86,7 +91,11 @@ impl Cluster {
         let flip = {
             let mut h = member.lock();
             h.last_error = Some(reason.clone());
-            self.apply(&member, &mut h, Observation::TrafficFailed, Some(&reason))
+            let observation = match tls {
+                true => Observation::TlsFailed,
+                false => Observation::TrafficFailed,
+            };
+            self.apply(&member, &mut h, observation, Some(&reason))
         };
         if flip.is_some() {
             self.rebuild_table(false);
@@ -221,4 +230,9 @@ struct Evidence<'a> {
     probe: Option<(ProbeKind, &'a ProbeOutcome)>,
     /// The traffic-port connect, if the round made one.
     traffic: Option<&'a ProbeOutcome>,
+}
+
+/// Whether a traffic-port check failed in its TLS handshake.
+fn failed_tls(outcome: &ProbeOutcome) -> bool {
+    outcome.result == ProbeResult::Tls
 }

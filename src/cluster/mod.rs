@@ -7,6 +7,8 @@
 mod drains;
 mod evidence;
 mod member;
+mod node_tls;
+pub use node_tls::check as check_upstream_tls;
 mod reload;
 mod report;
 mod scrape;
@@ -14,7 +16,7 @@ mod scrape;
 use crate::config::{Config, NodeConfig, NoneReadyPolicy};
 use crate::health::{NodeState, ProbeSettings, Thresholds};
 use crate::routing::outlier::Outliers;
-use crate::routing::{Backend, Routable, Router, RoutingTable};
+use crate::routing::{Backend, NodeTls, Routable, Router, RoutingTable};
 use crate::telemetry::{LocalErrorSource, Metrics};
 use arc_swap::ArcSwap;
 use drains::DrainFile;
@@ -41,6 +43,17 @@ pub enum ClusterError {
         host: String,
         /// Resolver message.
         reason: String,
+    },
+    /// An https node's TLS settings cannot be used (a CA file, a client certificate, a name).
+    #[error("nodes[{index}] ({name}): {source}")]
+    Tls {
+        /// Index in the node list.
+        index: usize,
+        /// Node name.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: crate::tls::TlsError,
     },
 }
 
@@ -116,23 +129,33 @@ impl Cluster {
             started: Instant::now(),
         };
         let mut list = Vec::with_capacity(config.nodes.len());
+        let mut connectors = node_tls::Connectors::default();
         for (index, node) in config.nodes.iter().enumerate() {
-            let backend = cluster.new_backend(node, resolve(index, node)?);
+            let tls = connectors.for_node(index, node)?;
+            let backend = cluster.new_backend(node, resolve(index, node)?, tls);
             list.push(Arc::new(Member::new(backend, false)));
+        }
+        for warning in connectors.warnings {
+            log::warn!("{warning}");
         }
         cluster.members.store(Arc::new(MemberSet::new(list)));
         Ok(cluster)
     }
 
     /// The backend of `node` at `addrs` (traffic, health), with a new id.
-    fn new_backend(&self, node: &NodeConfig, (traffic, health): Addresses) -> Arc<Backend> {
+    fn new_backend(
+        &self,
+        node: &NodeConfig,
+        addresses: Addresses,
+        tls: Option<Arc<NodeTls>>,
+    ) -> Arc<Backend> {
         let backend = Backend::new(
             self.next_id.fetch_add(1, Ordering::Relaxed),
             node.name.clone(),
             node.host.clone(),
-            traffic,
-            health,
+            addresses,
             node.weight,
+            tls,
         );
         Arc::new(backend)
     }

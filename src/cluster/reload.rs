@@ -5,9 +5,11 @@
 //! reload is all or nothing: it either applies whole or changes nothing.
 
 use super::member::{Member, MemberSet};
+use super::node_tls::Connectors;
 use super::{Addresses, Cluster, ClusterError, Judgement};
 use crate::config::{Config, NodeConfig};
 use crate::health::ProbeSettings;
+use crate::routing::NodeTls;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -51,19 +53,24 @@ impl Cluster {
             .collect();
         // Which entries keep their member, and which need a new one. Resolving is the only
         // step that can fail, and nothing has changed until the plan is whole.
+        // TLS connectors are built anew (the CA and client files are read again).
         let mut plan = Vec::with_capacity(config.nodes.len());
+        let mut connectors = Connectors::default();
         for (index, node) in config.nodes.iter().enumerate() {
             let previous = by_name.remove(node.name.as_str());
+            let tls = connectors.for_node(index, node)?;
             let kept = previous.filter(|m| {
                 let b = &m.backend;
                 b.host == node.host
                     && b.traffic_addr.port() == node.traffic_port
                     && b.health_addr.port() == node.health_port
+                    && b.tls().is_some() == tls.is_some()
             });
             plan.push(match kept {
-                Some(member) => Entry::Kept(member.clone(), node.weight),
+                Some(member) => Entry::Kept(member.clone(), node.weight, tls),
                 None => Entry::New {
                     node,
+                    tls,
                     addresses: super::resolve(index, node)?,
                     // A moved node keeps its drain: the operator drained the name.
                     drained: previous.is_some_and(|m| m.is_drained()),
@@ -71,13 +78,17 @@ impl Cluster {
             });
         }
 
+        for warning in connectors.warnings {
+            log::warn!("{warning}");
+        }
         // From here on nothing can fail: apply.
         let mut summary = ReloadSummary::default();
         let mut list = Vec::with_capacity(plan.len());
         let mut reweigh = Vec::new();
         for entry in plan {
             match entry {
-                Entry::Kept(member, weight) => {
+                Entry::Kept(member, weight, tls) => {
+                    member.backend.set_tls(tls);
                     if member.backend.weight() != weight {
                         reweigh.push((member.clone(), weight));
                     }
@@ -86,10 +97,11 @@ impl Cluster {
                 }
                 Entry::New {
                     node,
+                    tls,
                     addresses,
                     drained,
                 } => {
-                    let backend = self.new_backend(node, addresses);
+                    let backend = self.new_backend(node, addresses, tls);
                     let member = Arc::new(Member::new(backend, drained));
                     summary.added.push(member.backend.id);
                     list.push(member);
@@ -129,12 +141,13 @@ impl Cluster {
     }
 }
 
-/// One entry of the new node list: a member kept (with its new weight), or a node to add at
-/// its resolved addresses (and whether it starts drained).
+/// One entry of the new node list: a member kept (with its new weight and TLS), or a node
+/// to add at its resolved addresses (with its TLS, and whether it starts drained).
 enum Entry<'a> {
-    Kept(Arc<Member>, u32),
+    Kept(Arc<Member>, u32, Option<Arc<NodeTls>>),
     New {
         node: &'a NodeConfig,
+        tls: Option<Arc<NodeTls>>,
         addresses: Addresses,
         drained: bool,
     },
@@ -149,7 +162,15 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             keys.push(key);
         }
     };
-    differs("listen", old.listen != new.listen);
+    // A listener's certificate files are read again on reload; its address and whether it
+    // speaks TLS are not.
+    let shape = |c: &Config| -> Vec<_> {
+        c.listen
+            .iter()
+            .map(|l| (l.address, l.tls.is_some()))
+            .collect()
+    };
+    differs("listen", shape(old) != shape(new));
     differs("admin", old.admin != new.admin);
     differs("admin_token", old.admin_token != new.admin_token);
     differs("threads", old.threads != new.threads);

@@ -18,8 +18,8 @@ use std::time::Duration;
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Traffic listeners.
-    pub listen: Vec<SocketAddr>,
+    /// Traffic listeners, plain or TLS.
+    pub listen: Vec<ListenConfig>,
     /// The admin listener (`/metrics`, `/status`, `/`, `/healthz`, `/liveness`).
     pub admin: SocketAddr,
     /// Lets non-loopback admin clients drain and undrain nodes (`Authorization: Bearer`).
@@ -52,6 +52,84 @@ pub struct Config {
     /// Where the operator's drains are written, so a hand-over (`--upgrade`) or a restart
     /// keeps them (default: none; drains then last only as long as the process).
     pub drain_file: Option<PathBuf>,
+}
+
+/// One traffic listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// The address it binds.
+    pub address: SocketAddr,
+    /// Terminate TLS with this certificate (ALPN `h2`, `http/1.1`); `None`: plain HTTP/1.1.
+    pub tls: Option<TlsFiles>,
+}
+
+impl ListenConfig {
+    /// A plain HTTP listener on `address`.
+    pub fn plain(address: SocketAddr) -> ListenConfig {
+        ListenConfig { address, tls: None }
+    }
+}
+
+impl std::fmt::Display for ListenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.tls {
+            Some(_) => write!(f, "https://{}", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsFiles {
+    /// The certificate, then any intermediates (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// TLS towards https nodes (`upstream_tls`, with a node's own `tls` keys merged over it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamTlsConfig {
+    /// CA bundle (PEM) that node certificates must chain to; `None`: the system roots.
+    pub ca: Option<PathBuf>,
+    /// Server name sent and verified; `None`: the node's host.
+    pub sni: Option<String>,
+    /// Verify the node's certificate (default true).
+    pub verify: bool,
+    /// Client certificate and key for mutual TLS.
+    pub client: Option<TlsFiles>,
+}
+
+impl Default for UpstreamTlsConfig {
+    fn default() -> Self {
+        UpstreamTlsConfig {
+            ca: None,
+            sni: None,
+            verify: true,
+            client: None,
+        }
+    }
+}
+
+/// How a node's traffic port is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// Plain HTTP/1.1 (MI's pass-through port 8280 + offset; the default).
+    Http,
+    /// HTTP/1.1 over TLS (MI's 8243 + offset).
+    Https,
+}
+
+impl Scheme {
+    /// The name used in the config file and in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
 }
 
 /// Outlier detection on live traffic.
@@ -171,8 +249,14 @@ pub struct NodeConfig {
     pub name: String,
     /// Host name or IP address.
     pub host: String,
-    /// HTTP pass-through port that client traffic goes to (8280 + offset).
+    /// HTTP pass-through port that client traffic goes to (8280 + offset; 8243 + offset
+    /// for https).
     pub traffic_port: u16,
+    /// Plain HTTP or TLS on the traffic port.
+    pub scheme: Scheme,
+    /// TLS settings for an https node (`upstream_tls` with the node's overrides); `None`
+    /// for http.
+    pub tls: Option<UpstreamTlsConfig>,
     /// Internal API port that serves `/healthz` and `/liveness` (9191 + offset).
     pub health_port: u16,
     /// Relative share of traffic under `weighted` (1–1000).
@@ -282,9 +366,12 @@ pub mod defaults {
     /// Where `--upgrade` meets the running process (Pingora's default is its own name).
     pub const UPGRADE_SOCKET: &str = "/tmp/healthgate-upgrade.sock";
 
-    /// `0.0.0.0:8280`.
-    pub fn listen() -> Vec<SocketAddr> {
-        vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8280))]
+    /// `0.0.0.0:8280`, plain HTTP.
+    pub fn listen() -> Vec<crate::config::ListenConfig> {
+        vec![crate::config::ListenConfig::plain(SocketAddr::from((
+            Ipv4Addr::UNSPECIFIED,
+            8280,
+        )))]
     }
 
     /// `127.0.0.1:9300`: the admin listener is loopback unless configured otherwise.

@@ -31,6 +31,7 @@ pub(super) struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub forwarded: RawForwarded,
+    pub upstream_tls: Option<Spanned<RawUpstreamTls>>,
     pub outlier_detection: Option<RawOutlier>,
     pub upgrade_socket: Option<Spanned<String>>,
     pub drain_file: Option<Spanned<String>>,
@@ -121,12 +122,47 @@ pub(super) struct RawTimeouts {
     pub tunnel_idle: Option<Spanned<HumanDuration>>,
 }
 
-/// `listen` accepts a single address or a list.
+/// `listen` accepts a single entry or a list.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(super) enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+    One(RawListen),
+    Many(Vec<RawListen>),
+}
+
+/// One `listen` entry: an address, or an address with TLS.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawListen {
+    Address(String),
+    Entry(RawListenEntry),
+}
+
+/// `{address, tls: {cert, key}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenEntry {
+    pub address: String,
+    pub tls: Option<RawTlsFiles>,
+}
+
+/// A listener's `tls`: certificate chain and key files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTlsFiles {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `upstream_tls`, and a node's own `tls` overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamTls {
+    pub ca: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub verify: Option<bool>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// One entry of `nodes`.
@@ -139,6 +175,8 @@ pub(super) struct RawNode {
     pub traffic_port: Option<Spanned<i64>>,
     pub health_port: Option<Spanned<i64>>,
     pub weight: Option<Spanned<i64>>,
+    pub scheme: Option<super::Scheme>,
+    pub tls: Option<Spanned<RawUpstreamTls>>,
 }
 
 /// The `readiness` section.

@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 fn invalid(yaml: &str) -> Invalid {
     match Config::from_yaml("t.yaml", yaml) {
@@ -78,7 +79,8 @@ balancing:
 #[test]
 fn single_listen_string_is_accepted() {
     let c = Config::from_yaml("t.yaml", "listen: 127.0.0.1:80\nnodes: [{host: a}]\n").expect("ok");
-    assert_eq!(c.listen, vec!["127.0.0.1:80".parse().expect("addr")]);
+    let address = "127.0.0.1:80".parse().expect("addr");
+    assert_eq!(c.listen, vec![ListenConfig::plain(address)]);
 }
 
 #[test]
@@ -156,4 +158,68 @@ fn a_header_limit_the_parser_cannot_hold_is_refused() {
     assert!(e.message.contains("at most"), "{}", e.message);
     let e = invalid("limits:\n  max_connections: 0\nnodes:\n  - host: h\n");
     assert_eq!(e.path, "limits.max_connections");
+}
+
+#[test]
+fn tls_listeners_sit_beside_plain_ones() {
+    let yaml = r#"
+listen:
+  - 127.0.0.1:8280
+  - address: 127.0.0.1:8443
+    tls: {cert: /etc/hg/cert.pem, key: /etc/hg/key.pem}
+nodes: [{host: h}]
+"#;
+    let c = Config::from_yaml("t.yaml", yaml).expect("valid");
+    assert_eq!(c.listen[0].tls, None);
+    let tls = c.listen[1].tls.as_ref().expect("tls");
+    assert_eq!(tls.cert, PathBuf::from("/etc/hg/cert.pem"));
+    assert_eq!(c.listen[1].address.port(), 8443);
+    let e = invalid("listen:\n  - address: nowhere\nnodes: [{host: h}]\n");
+    assert_eq!(e.path, "listen[0].address");
+    let e =
+        invalid("listen:\n  - address: 127.0.0.1:1\n    tls: {cert: c.pem}\nnodes: [{host: h}]\n");
+    assert!(e.path.starts_with("listen"), "{e}");
+}
+
+#[test]
+fn https_nodes_default_to_8243_plus_offset_and_merge_their_tls_over_upstream_tls() {
+    let yaml = r#"
+upstream_tls: {ca: /etc/hg/mi-ca.pem, sni: localhost}
+nodes:
+  - {host: a, scheme: https}
+  - {host: b, scheme: https, offset: 0, tls: {sni: mi-b.internal, verify: false}}
+  - {host: c}
+"#;
+    let c = Config::from_yaml("t.yaml", yaml).expect("valid");
+    let (a, b, plain) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
+    assert_eq!((a.traffic_port, a.health_port), (8253, 9201));
+    assert_eq!(b.traffic_port, 8243);
+    let a_tls = a.tls.as_ref().expect("https");
+    assert_eq!(a_tls.sni.as_deref(), Some("localhost"));
+    assert_eq!(a_tls.ca, Some(PathBuf::from("/etc/hg/mi-ca.pem")));
+    assert!(a_tls.verify);
+    let b_tls = b.tls.as_ref().expect("https");
+    assert_eq!(b_tls.sni.as_deref(), Some("mi-b.internal"));
+    assert_eq!(b_tls.ca, a_tls.ca, "the CA comes from upstream_tls");
+    assert!(!b_tls.verify);
+    assert_eq!(
+        (plain.scheme, plain.traffic_port, &plain.tls),
+        (Scheme::Http, 8290, &None)
+    );
+}
+
+#[test]
+fn an_empty_sni_and_half_a_client_certificate_are_config_errors() {
+    let e = invalid("upstream_tls: {sni: \"\"}\nnodes: [{host: h, scheme: https}]\n");
+    assert_eq!(e.path, "upstream_tls.sni");
+    assert_eq!(e.position.map(|p| p.0), Some(1));
+    let e = invalid("nodes:\n  - host: h\n    scheme: https\n    tls: {sni: \"a b\"}\n");
+    assert_eq!(e.path, "nodes[0].tls.sni");
+    let e = invalid("upstream_tls: {cert: /c.pem}\nnodes: [{host: h, scheme: https}]\n");
+    assert_eq!(e.path, "upstream_tls.key");
+    let e = invalid("nodes:\n  - host: h\n    tls: {verify: false}\n");
+    assert_eq!(e.path, "nodes[0].tls");
+    assert!(e.message.contains("scheme: https"), "{e}");
+    let e = invalid("nodes: [{host: h, scheme: ftp}]\n");
+    assert!(e.path.starts_with("nodes[0].scheme"), "{e}");
 }

@@ -8,6 +8,8 @@ pub use super::answer::MAX_ANSWER_BYTES;
 use super::body;
 pub use super::http_get::HealthConnection;
 use super::http_get::{GetError, get};
+use crate::tls::UpstreamTls;
+use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -49,15 +51,18 @@ pub enum ProbeResult {
     Timeout,
     /// Refused, reset, or not HTTP.
     Error,
+    /// The TLS handshake with the traffic port failed (unknown CA, wrong name, expired).
+    Tls,
 }
 
 impl ProbeResult {
     /// Every result, for pre-registering metric label sets.
-    pub const ALL: [ProbeResult; 4] = [
+    pub const ALL: [ProbeResult; 5] = [
         ProbeResult::Success,
         ProbeResult::Failure,
         ProbeResult::Timeout,
         ProbeResult::Error,
+        ProbeResult::Tls,
     ];
 
     /// The metrics label value.
@@ -67,6 +72,7 @@ impl ProbeResult {
             ProbeResult::Failure => "failure",
             ProbeResult::Timeout => "timeout",
             ProbeResult::Error => "error",
+            ProbeResult::Tls => "tls",
         }
     }
 }
@@ -178,24 +184,57 @@ pub async fn liveness(
 }
 
 /// A TCP connect to the traffic port, closed at once (with a RST, like the HTTP probes).
-pub async fn tcp(addr: SocketAddr, deadline: Duration) -> ProbeOutcome {
+/// For an https node (`tls`: its connector and the name to verify) the TLS handshake is
+/// completed too: a node whose certificate cannot be verified cannot serve traffic.
+pub async fn tcp(
+    addr: SocketAddr,
+    tls: Option<(&UpstreamTls, &ServerName<'static>)>,
+    deadline: Duration,
+) -> ProbeOutcome {
     let started = Instant::now();
-    match tokio::time::timeout(deadline, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_zero_linger();
-            ProbeOutcome::new(ProbeResult::Success, String::new(), started)
-        }
-        Ok(Err(e)) if crate::os::is_local_error(&e) => {
-            ProbeOutcome::local(format!("traffic port {addr}: {e}"), started)
-        }
-        Ok(Err(e)) => ProbeOutcome::new(
-            ProbeResult::Error,
-            format!("traffic port {addr}: {e}"),
-            started,
-        ),
-        Err(_) => ProbeOutcome::new(
+    let within = tokio::time::Instant::now() + deadline;
+    let timed_out = |started| {
+        ProbeOutcome::new(
             ProbeResult::Timeout,
             format!("traffic port {addr}: no connection within {deadline:?}"),
+            started,
+        )
+    };
+    let stream = match tokio::time::timeout_at(within, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) if crate::os::is_local_error(&e) => {
+            return ProbeOutcome::local(format!("traffic port {addr}: {e}"), started);
+        }
+        Ok(Err(e)) => {
+            let reason = format!("traffic port {addr}: {e}");
+            return ProbeOutcome::new(ProbeResult::Error, reason, started);
+        }
+        Err(_) => return timed_out(started),
+    };
+    let Some((connector, name)) = tls else {
+        let _ = stream.set_zero_linger();
+        return ProbeOutcome::new(ProbeResult::Success, String::new(), started);
+    };
+    match tokio::time::timeout_at(within, connector.connect(stream, name.clone())).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.get_ref().0.set_zero_linger();
+            ProbeOutcome::new(ProbeResult::Success, String::new(), started)
+        }
+        Ok(Err(e)) if crate::tls::is_tls_failure(&e) => {
+            let why = crate::tls::describe_handshake_error(&e);
+            ProbeOutcome::new(
+                ProbeResult::Tls,
+                format!("traffic port {addr}: {why}"),
+                started,
+            )
+        }
+        Ok(Err(e)) => {
+            let reason = format!("traffic port {addr}: TLS handshake: {e}");
+            ProbeOutcome::new(ProbeResult::Error, reason, started)
+        }
+        Err(_) => ProbeOutcome::new(
+            ProbeResult::Timeout,
+            format!("traffic port {addr}: no TLS handshake within {deadline:?}"),
             started,
         ),
     }

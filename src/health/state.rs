@@ -74,6 +74,9 @@ pub enum Observation {
     Liveness(bool),
     /// The traffic port refused or failed a connection (from a probe or from live traffic).
     TrafficFailed,
+    /// The traffic port accepted a connection, but its TLS handshake failed (unknown CA,
+    /// wrong name, expired): the node is alive and cannot serve.
+    TlsFailed,
 }
 
 /// Thresholds from the configuration.
@@ -142,6 +145,10 @@ impl HealthMachine {
                 traffic_ok: Some(false),
                 ..
             } => self.traffic_failed(),
+            Observation::TlsFailed => {
+                self.ready_streak = 0;
+                NodeState::NotReady
+            }
             Observation::Readiness {
                 healthz_ok: false, ..
             } => self.readiness_failed(t),

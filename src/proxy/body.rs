@@ -6,11 +6,10 @@
 
 use super::client_io::Phase;
 use super::timer::LazyTimer;
-use super::upstream::{self, Sender};
+use super::upstream::{self, PoolKey, Sender};
 use crate::routing::InFlight;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -276,7 +275,7 @@ enum Source {
 struct NodeBody {
     inner: Incoming,
     /// Back to the pool once the body ended (`None`: not to be reused).
-    sender: Option<(SocketAddr, Sender)>,
+    sender: Option<(PoolKey, Sender)>,
     /// Longest wait for the next part of the body (`timeouts.read`).
     read: Duration,
     /// The end of `timeouts.total`, if set.
@@ -297,7 +296,7 @@ impl DownBody {
     /// A node's answer; `sender` goes back to the pool when it ends.
     pub fn node(
         inner: Incoming,
-        sender: Option<(SocketAddr, Sender)>,
+        sender: Option<(PoolKey, Sender)>,
         read: Duration,
         total: Option<Instant>,
         finish: Finish,
@@ -323,8 +322,8 @@ impl DownBody {
         if let Source::Node(node) = &mut self.source
             && node.inner.is_end_stream()
         {
-            if let Some((addr, sender)) = node.sender.take() {
-                upstream::release(addr, sender);
+            if let Some((key, sender)) = node.sender.take() {
+                upstream::release(key, sender);
             }
             self.finish = None;
         }

@@ -123,11 +123,22 @@ pub fn prepare_request(
         }
         let proto = headers.contains_key("x-forwarded-proto");
         if !trust.keeps_proto(peer, proto) {
+            let scheme = match conn.tls {
+                true => "https",
+                false => "http",
+            };
             headers.insert(
                 HeaderName::from_static("x-forwarded-proto"),
-                HeaderValue::from_static("http"),
+                HeaderValue::from_static(scheme),
             );
         }
+    }
+    // An HTTP/2 request names its host in `:authority`; the HTTP/1.1 node needs `Host`.
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, host);
     }
     parts.version = Version::HTTP_11;
     if parts.uri.scheme().is_some() {

@@ -25,10 +25,11 @@ pub use forwarded::Trust;
 
 use crate::cluster::Cluster;
 use crate::config::{Config, LimitsConfig, TimeoutsConfig};
+use crate::tls::ListenerTls;
 use async_trait::async_trait;
 use client_io::{ClientIo, Phase};
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -36,12 +37,19 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Sent to a client connection over its listener's `limits.max_connections`.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 47\r\nconnection: close\r\n\r\n\
 healthgate holds all the connections it may now\n";
+
+/// Streams an HTTP/2 client may have open at once (NGINX's `http2_max_concurrent_streams`
+/// is 128).
+const MAX_STREAMS: u32 = 128;
+/// How long an HTTP/2 client has to answer a keep-alive ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What the request loop needs of the configuration.
 #[derive(Debug, Clone)]
@@ -78,14 +86,19 @@ pub struct HealthgateProxy {
     /// still serves, instead of meeting an idle connection closed under them.
     draining: Arc<AtomicBool>,
     slots: Arc<Slots>,
+    /// Each traffic listener's TLS, indexed like `config.listen` (`None`: plain HTTP).
+    tls: Vec<Option<Arc<ListenerTls>>>,
 }
 
 /// One client connection, as the requests on it see it.
 pub struct Connection {
     /// The client's address.
     peer: Option<SocketAddr>,
-    /// Where the connection is in its request cycle (for the client-side deadlines).
+    /// Where the connection is in its request cycle (for the client-side deadlines of
+    /// HTTP/1; an HTTP/2 connection's streams overlap, and nothing reads it there).
     phase: Arc<Phase>,
+    /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
+    tls: bool,
 }
 
 impl Connection {
@@ -100,15 +113,22 @@ impl Connection {
 
 impl HealthgateProxy {
     /// The request loop over `cluster`, with `config`'s limits and timeouts; each traffic
-    /// listener holds at most `max_connections` client connections.
-    pub fn new(cluster: Arc<Cluster>, config: &Config, max_connections: usize) -> HealthgateProxy {
-        let listeners = config.listen.iter().map(SocketAddr::port).collect();
+    /// listener holds at most `max_connections` client connections, and terminates TLS
+    /// with its entry of `tls` (indexed like `config.listen`).
+    pub fn new(
+        cluster: Arc<Cluster>,
+        config: &Config,
+        max_connections: usize,
+        tls: Vec<Option<Arc<ListenerTls>>>,
+    ) -> HealthgateProxy {
+        let listeners = config.listen.iter().map(|l| l.address.port()).collect();
         HealthgateProxy {
             slots: Arc::new(Slots::new(listeners, max_connections, &cluster)),
             cluster,
             settings: Settings::new(config),
             trust: Trust::new(config.forwarded.trusted_proxies.clone()),
             draining: Arc::new(AtomicBool::new(false)),
+            tls,
         }
     }
 
@@ -121,12 +141,25 @@ impl HealthgateProxy {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Serve the requests of one client connection until it closes.
-    async fn serve(&self, stream: Stream, peer: Option<SocketAddr>) {
+    /// The largest request head a connection buffers: a longer one gets hyper's 431 (the
+    /// exact limit is checked per request, `headers::size_verdict`).
+    fn head_room(&self) -> usize {
+        usize::try_from(self.settings.limits.max_request_header)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1024)
+            .max(8192)
+    }
+
+    /// Serve the HTTP/1.1 requests of one client connection until it closes.
+    async fn serve_http1<S>(&self, stream: S, peer: Option<SocketAddr>, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let phase = Arc::new(Phase::default());
         let conn = Connection {
             peer,
             phase: phase.clone(),
+            tls,
         };
         let io = ClientIo::new(
             stream,
@@ -138,19 +171,75 @@ impl HealthgateProxy {
         let service = hyper::service::service_fn(move |req| async move {
             Ok::<_, Infallible>(request::handle(self, conn, req).await)
         });
-        // The buffer holds a whole head: a longer one gets hyper's 431. The exact limit is
-        // checked per request (`headers::size_verdict`).
-        let head_room = usize::try_from(self.settings.limits.max_request_header)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1024)
-            .max(8192);
         let served = http1::Builder::new()
-            .max_buf_size(head_room)
+            .max_buf_size(self.head_room())
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades()
             .await;
         if let Err(e) = served {
             log::debug!("client connection {}: {e}", conn.peer_text());
+        }
+    }
+
+    /// Serve the HTTP/2 streams of one TLS client connection until it closes. Each
+    /// stream is a request like any other: the same routing, retries and limits, and an
+    /// HTTP/1.1 request to the node.
+    async fn serve_http2<S>(self: Arc<Self>, stream: S, peer: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = Arc::new(Connection {
+            peer,
+            phase: Arc::new(Phase::default()),
+            tls: true,
+        });
+        let peer_text = conn.peer_text();
+        let proxy = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let (proxy, conn) = (proxy.clone(), conn.clone());
+            async move { Ok::<_, Infallible>(request::handle(&proxy, &conn, req).await) }
+        });
+        let header_list = u32::try_from(self.head_room()).unwrap_or(u32::MAX);
+        let served = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_header_list_size(header_list)
+            // A client that vanished without a word is found by pings, not by waiting.
+            .keep_alive_interval(Some(self.settings.timeouts.client_idle / 2))
+            .keep_alive_timeout(PING_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+        if let Err(e) = served {
+            log::debug!("HTTP/2 client connection {peer_text}: {e}");
+        }
+    }
+
+    /// Complete a TLS handshake within `timeouts.client_header`, then serve the protocol
+    /// the client chose by ALPN.
+    async fn serve_tls(
+        self: &Arc<Self>,
+        stream: Stream,
+        peer: Option<SocketAddr>,
+        tls: &ListenerTls,
+    ) {
+        let deadline = self.settings.timeouts.client_header;
+        let stream = match tokio::time::timeout(deadline, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                self.cluster.metrics().tls_handshake_failures_total.inc();
+                log::debug!("TLS handshake with {peer:?} failed: {e}");
+                return;
+            }
+            Err(_) => {
+                self.cluster.metrics().tls_handshake_failures_total.inc();
+                log::debug!("TLS handshake with {peer:?} not done within {deadline:?}");
+                return;
+            }
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        match h2 {
+            true => self.clone().serve_http2(stream, peer).await,
+            false => self.serve_http1(stream, peer, true).await,
         }
     }
 }
@@ -171,7 +260,7 @@ impl ServerApp for HealthgateProxy {
             .as_ref()
             .and_then(|d| addr_of(d.local_addr()))
             .map(|a| a.port());
-        let Some(_slot) = Slots::take(&self.slots, port) else {
+        let Some(slot) = Slots::take(&self.slots, port) else {
             // Over the cap: said at once and closed, rather than held in a queue of
             // descriptors nobody serves.
             let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
@@ -180,7 +269,10 @@ impl ServerApp for HealthgateProxy {
         };
         // On SIGTERM or a hand-over the draining flag ends each connection after its
         // current answer; Pingora cuts what is left when the grace period ends.
-        self.serve(stream, peer).await;
+        match self.tls.get(slot.index).cloned().flatten() {
+            Some(tls) => self.serve_tls(stream, peer, &tls).await,
+            None => self.serve_http1(stream, peer, false).await,
+        }
         None
     }
 }

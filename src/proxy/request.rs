@@ -129,12 +129,13 @@ impl Exchange<'_> {
 
     /// A connection to the attempt's node: pooled, or new.
     pub async fn connection(&self, attempt: &InFlight) -> Connected {
-        let addr = attempt.backend().traffic_addr;
-        if let Some(sender) = upstream::pooled(addr).await {
+        let backend = attempt.backend();
+        if let Some(sender) = upstream::pooled((backend.traffic_addr, backend.is_https())).await {
             return Connected::Ready(sender, true);
         }
         let timeout = self.within_total(self.proxy.settings.timeouts.connect);
-        match upstream::connect(addr, timeout).await {
+        let tls = backend.tls();
+        match upstream::connect(backend.traffic_addr, tls.as_deref(), timeout, false).await {
             Ok(sender) => Connected::Ready(sender, false),
             Err(e) => match self.connect_failed(attempt, &e) {
                 Some(answer) => Connected::Ends(Box::new(answer)),
@@ -165,7 +166,11 @@ impl Exchange<'_> {
             return Some(answers::unavailable(answers::OUT_OF_RESOURCES_BODY, finish));
         }
         log::debug!("{detail}");
-        self.proxy.cluster.traffic_failed(backend.id, detail);
+        let tls = matches!(e, ConnectError::Tls(_));
+        if tls {
+            backend.counters.count_tls_failure();
+        }
+        self.proxy.cluster.traffic_failed(backend.id, detail, tls);
         self.attempt_failed(attempt, true);
         None
     }
@@ -408,7 +413,7 @@ fn answered(
     let finish = x.finish(status, Some(InFlight::new(backend.clone())));
     let body = DownBody::node(
         body,
-        Some((backend.traffic_addr, sender)),
+        Some(((backend.traffic_addr, backend.is_https()), sender)),
         x.proxy.settings.timeouts.read,
         x.total_deadline(),
         finish,

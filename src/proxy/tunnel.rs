@@ -36,9 +36,11 @@ pub(super) async fn handle(x: &mut Exchange<'_>, mut req: Request<Incoming>) -> 
         let Some(attempt) = x.pick().await else {
             return x.no_ready_node();
         };
-        let addr = attempt.backend().traffic_addr;
+        let backend = attempt.backend();
         let timeout = x.within_total(x.proxy.settings.timeouts.connect);
-        let mut sender = match upstream::connect_upgradable(addr, timeout).await {
+        let tls = backend.tls();
+        let connected = upstream::connect(backend.traffic_addr, tls.as_deref(), timeout, true);
+        let mut sender = match connected.await {
             Ok(sender) => sender,
             Err(e) => match x.connect_failed(&attempt, &e) {
                 // Nothing was sent: another node may get it.

@@ -1,6 +1,9 @@
 //! A member as the hot path sees it: built once when the node is added, shared by every table.
 
 use crate::telemetry::Counters;
+use crate::tls::UpstreamTls;
+use arc_swap::ArcSwapOption;
+use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -29,20 +32,37 @@ pub struct Backend {
     ramp_start: AtomicU64,
     /// The member's counters (requests and connect failures are counted on the hot path).
     pub counters: Arc<Counters>,
+    /// TLS to the traffic port (`None`: plain HTTP). A reload may replace it (a new CA);
+    /// connections already open keep the one they were made with.
+    tls: ArcSwapOption<NodeTls>,
+    /// Whether `tls` is set: fixed for the member's life (a reload that changes a node's
+    /// scheme makes a new member).
+    https: bool,
+}
+
+/// How to speak TLS to one https node: the connector of its `upstream_tls` settings and
+/// the name its certificate must carry.
+#[derive(Debug)]
+pub struct NodeTls {
+    /// The client configuration (CA, verification, client certificate).
+    pub connector: Arc<UpstreamTls>,
+    /// Sent as SNI and verified (`upstream_tls.sni`, else the node's host).
+    pub server_name: ServerName<'static>,
 }
 
 impl Backend {
-    /// A backend with its peer prebuilt for plain HTTP to `traffic_addr` and its counters at
-    /// zero.
+    /// A backend with its counters at zero; `tls` for an https node.
     pub fn new(
         id: usize,
         name: String,
         host: String,
-        traffic_addr: SocketAddr,
-        health_addr: SocketAddr,
+        (traffic_addr, health_addr): (SocketAddr, SocketAddr),
         weight: u32,
+        tls: Option<Arc<NodeTls>>,
     ) -> Backend {
         Backend {
+            https: tls.is_some(),
+            tls: ArcSwapOption::new(tls),
             id,
             host,
             traffic_addr,
@@ -53,6 +73,21 @@ impl Backend {
             counters: Arc::new(Counters::new(&name)),
             name,
         }
+    }
+
+    /// TLS to the traffic port, if the node speaks https.
+    pub fn tls(&self) -> Option<Arc<NodeTls>> {
+        self.tls.load_full()
+    }
+
+    /// Whether the node's traffic port speaks TLS.
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// Use `tls` for the connections opened from now on.
+    pub fn set_tls(&self, tls: Option<Arc<NodeTls>>) {
+        self.tls.store(tls);
     }
 
     /// Weight under the `weighted` algorithm.

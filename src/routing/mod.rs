@@ -9,6 +9,6 @@ pub mod outlier;
 mod select;
 mod table;
 
-pub use backend::{Backend, InFlight, Tried};
+pub use backend::{Backend, InFlight, NodeTls, Tried};
 pub use select::Selector;
 pub use table::{Routable, Router, RoutingTable};

@@ -2,7 +2,10 @@
 //! configuration reloads on SIGHUP (they change the node set, so they live where the pollers
 //! are started and stopped).
 
+mod certificates;
 mod poller;
+
+pub use certificates::{CertificateError, Certificates, EXPIRY_WARNING};
 
 use crate::cluster::{Cluster, restart_only_changes};
 use crate::config::Config;
@@ -22,15 +25,23 @@ pub struct Supervisor {
     /// The configuration the process started with: keys a reload cannot apply are
     /// compared against it.
     started_with: Config,
+    /// The TLS listeners' certificates, read again on every reload.
+    certificates: Arc<Certificates>,
 }
 
 impl Supervisor {
     /// A service for `cluster`, started from `config` read from `path`.
-    pub fn new(cluster: Arc<Cluster>, config: &Config, path: Option<PathBuf>) -> Supervisor {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        config: &Config,
+        path: Option<PathBuf>,
+        certificates: Arc<Certificates>,
+    ) -> Supervisor {
         Supervisor {
             cluster,
             path,
             started_with: config.clone(),
+            certificates,
         }
     }
 
@@ -41,7 +52,8 @@ impl Supervisor {
             return Err("no configuration file to reload (demo)".into());
         };
         let (cluster, started_with) = (self.cluster.clone(), self.started_with.clone());
-        tokio::task::spawn_blocking(move || reload(&cluster, &path, &started_with))
+        let certificates = self.certificates.clone();
+        tokio::task::spawn_blocking(move || reload(&cluster, &certificates, &path, &started_with))
             .await
             .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))
     }
@@ -50,11 +62,24 @@ impl Supervisor {
 /// Read, validate and apply the file at `path` again; on any error the running configuration
 /// stays. Returns the ids of the nodes whose pollers must start and stop. Blocking: it may
 /// resolve host names.
-fn reload(cluster: &Cluster, path: &Path, started_with: &Config) -> Result<Reloaded, String> {
+fn reload(
+    cluster: &Cluster,
+    certificates: &Certificates,
+    path: &Path,
+    started_with: &Config,
+) -> Result<Reloaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
+    // Everything that can fail is checked before anything changes: the listeners' new
+    // certificates are loaded (not yet used), then the cluster plans and applies.
+    let file = path.display();
+    let swaps = certificates
+        .prepare(&config)
+        .map_err(|e| format!("{file}: {e}"))?;
     let summary = cluster.reload(&config).map_err(|e| e.to_string())?;
+    let swapped = certificates.swap(swaps);
+    certificates.report(cluster.metrics());
     log::info!(
-        "{}: reloaded: {}; {}",
+        "{}: reloaded: {}, {swapped} listener certificate(s) read again; {}",
         path.display(),
         summary.describe(),
         config.summary()

@@ -5,7 +5,8 @@
 use crate::cluster::Cluster;
 use crate::config::{LivenessConfig, ReadinessConfig};
 use crate::health::NodeState;
-use crate::health::probe::{self, HealthConnection};
+use crate::health::probe::{self, HealthConnection, ProbeOutcome};
+use crate::routing::Backend;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -161,7 +162,7 @@ async fn readiness_round(
         return false;
     };
     let traffic = if cluster.needs_traffic_check(id) {
-        Some(probe::tcp(backend.traffic_addr, r.timeout).await)
+        Some(traffic_check(&backend, r.timeout).await)
     } else {
         None
     };
@@ -197,13 +198,20 @@ async fn liveness_round(
         Some(probe::liveness(connection, backend.health_addr, host, &l.path, l.timeout).await)
     };
     let traffic = if l.tcp || cluster.state(id) == Some(NodeState::Dead) {
-        Some(probe::tcp(backend.traffic_addr, l.timeout).await)
+        Some(traffic_check(&backend, l.timeout).await)
     } else {
         None
     };
     if liveness.is_some() || traffic.is_some() {
         cluster.record_liveness(id, liveness.as_ref(), traffic.as_ref());
     }
+}
+
+/// The traffic-port check: a connect, and the TLS handshake of an https node.
+async fn traffic_check(backend: &Backend, timeout: Duration) -> ProbeOutcome {
+    let tls = backend.tls();
+    let tls = tls.as_deref().map(|t| (&*t.connector, &t.server_name));
+    probe::tcp(backend.traffic_addr, tls, timeout).await
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub struct Counters {
     pub(super) probe_seconds: [DurationHistogram; ProbeKind::ALL.len()],
     pub(super) requests: [AtomicU64; STATUS_CLASSES.len()],
     pub(super) connect_failures: AtomicU64,
+    pub(super) tls_failures: AtomicU64,
 }
 
 impl Counters {
@@ -38,6 +39,7 @@ impl Counters {
             probe_seconds: Default::default(),
             requests: Default::default(),
             connect_failures: AtomicU64::new(0),
+            tls_failures: AtomicU64::new(0),
         }
     }
 
@@ -64,6 +66,11 @@ impl Counters {
     /// Count a failed connection (or broken pooled connection) from live traffic.
     pub fn count_connect_failure(&self) {
         self.connect_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a TLS handshake with the node's traffic port that failed, from live traffic.
+    pub fn count_tls_failure(&self) {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count a probe and record its duration.

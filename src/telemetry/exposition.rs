@@ -90,6 +90,12 @@ const CONNECT_FAILURES: Family = Family(
     "counter",
 );
 
+const TLS_FAILURES: Family = Family(
+    "healthgate_upstream_tls_failures_total",
+    "Failed TLS handshakes with a node's traffic port from live traffic (also counted as connect failures)",
+    "counter",
+);
+
 /// The text of every per-node family, in pieces of about `piece_bytes` (at least one node's
 /// lines each).
 ///
@@ -148,7 +154,7 @@ type WriteNode = fn(&mut String, &Counters, &NodeGauges);
 
 /// Every per-node family in exposition order, each with the writer of one node's lines.
 /// Whole families stay together, as the text format requires.
-const FAMILIES: [(Family, WriteNode); 11] = [
+const FAMILIES: [(Family, WriteNode); 12] = [
     (UP, |out, c, g| {
         sample(out, UP.0, "", &c.label, &[], u64::from(g.up));
     }),
@@ -200,6 +206,10 @@ const FAMILIES: [(Family, WriteNode); 11] = [
     (CONNECT_FAILURES, |out, c, _| {
         let value = load(&c.connect_failures);
         sample(out, CONNECT_FAILURES.0, "", &c.label, &[], value);
+    }),
+    (TLS_FAILURES, |out, c, _| {
+        let value = load(&c.tls_failures);
+        sample(out, TLS_FAILURES.0, "", &c.label, &[], value);
     }),
 ];
 
@@ -290,7 +300,11 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(text.matches("# TYPE ").count(), 11);
+        assert!(
+            text.lines()
+                .any(|l| l == "healthgate_upstream_tls_failures_total{node=\"mi-1\"} 0")
+        );
+        assert_eq!(text.matches("# TYPE ").count(), 12);
     }
 
     #[test]
@@ -311,6 +325,6 @@ mod tests {
             assert!(piece.ends_with('\n'), "{piece:?}");
             assert!(piece.len() < 4096 + 8192, "{} bytes", piece.len());
         }
-        assert_eq!(whole.matches("# TYPE ").count(), 11);
+        assert_eq!(whole.matches("# TYPE ").count(), 12);
     }
 }

@@ -19,7 +19,8 @@ pub use histogram::{DURATION_BUCKETS, DurationHistogram, HistogramSnapshot};
 use exposition::Pieces;
 use prometheus::process_collector::ProcessCollector;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::fmt::Write as _;
 
@@ -85,6 +86,12 @@ pub struct Metrics {
     pub connections_refused_total: IntCounter,
     /// `healthgate_tunnels`: upgraded connections (WebSocket) open now.
     pub tunnels: IntGauge,
+    /// `healthgate_tls_handshake_failures_total`: client TLS handshakes on the traffic
+    /// listeners that failed or did not finish in time.
+    pub tls_handshake_failures_total: IntCounter,
+    /// `healthgate_tls_certificate_expiry_seconds{listener}`: when each TLS listener's
+    /// certificate expires, in Unix seconds (set at start and on every reload).
+    tls_certificate_expiry_seconds: IntGaugeVec,
 }
 
 impl Metrics {
@@ -137,6 +144,17 @@ impl Metrics {
                 "healthgate_tunnels",
                 "Upgraded connections (WebSocket) tunnelled to a node now",
             )?,
+            tls_handshake_failures_total: IntCounter::new(
+                "healthgate_tls_handshake_failures_total",
+                "Client TLS handshakes on the traffic listeners that failed or did not finish within timeouts.client_header",
+            )?,
+            tls_certificate_expiry_seconds: IntGaugeVec::new(
+                Opts::new(
+                    "healthgate_tls_certificate_expiry_seconds",
+                    "When each TLS listener's certificate expires (notAfter), in Unix seconds; alert on it minus time()",
+                ),
+                &["listener"],
+            )?,
         };
         // Every label value exists from the start, so a rate() or an alert sees a zero.
         for result in ["success", "failure"] {
@@ -158,6 +176,8 @@ impl Metrics {
             Box::new(metrics.client_connections.clone()),
             Box::new(metrics.connections_refused_total.clone()),
             Box::new(metrics.tunnels.clone()),
+            Box::new(metrics.tls_handshake_failures_total.clone()),
+            Box::new(metrics.tls_certificate_expiry_seconds.clone()),
         ] {
             metrics.registry.register(c)?;
         }
@@ -168,6 +188,16 @@ impl Metrics {
     pub fn count_reload(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.config_reloads_total.with_label_values(&[result]).inc();
+    }
+
+    /// Set when the certificate of the TLS listener `listener` (its address) expires.
+    pub fn set_certificate_expiry(&self, listener: &str, not_after: std::time::SystemTime) {
+        let seconds = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.tls_certificate_expiry_seconds
+            .with_label_values(&[listener])
+            .set(seconds);
     }
 
     /// Count a connect that failed for a local reason; returns the count so far from this

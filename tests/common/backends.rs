@@ -14,9 +14,9 @@ pub fn loopback_backends(n: usize) -> Vec<Arc<Backend>> {
                 id,
                 name,
                 "127.0.0.1".into(),
-                (ip, 8290).into(),
-                (ip, 9201).into(),
+                ((ip, 8290).into(), (ip, 9201).into()),
                 (id % 3 + 1) as u32,
+                None,
             ))
         })
         .collect()

@@ -32,13 +32,19 @@ pub struct Load {
 impl Load {
     /// Start `workers` loops of sequential GETs to `url`.
     pub fn start(url: String, workers: usize) -> Load {
+        Load::start_with(client(), url, workers)
+    }
+
+    /// Start `workers` loops of sequential GETs to `url`, each with its own clone of
+    /// `client` (an HTTPS one, say).
+    pub fn start_with(client: reqwest::Client, url: String, workers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..workers)
             .map(|_| {
                 let stop = stop.clone();
                 let url = url.clone();
+                let client = client.clone();
                 tokio::spawn(async move {
-                    let client = client();
                     let mut samples = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();

@@ -81,6 +81,10 @@ pub struct ProxyConfig {
     pub extra_yaml: String,
     /// Run the proxy under `ulimit -n` of this (soft and hard, so it cannot raise it).
     pub open_files: Option<usize>,
+    /// Every node gets `scheme: https` (give `upstream_tls` in `extra_yaml`).
+    pub https_nodes: bool,
+    /// A TLS listener beside the plain one: its address, certificate and key files.
+    pub tls_listener: Option<(SocketAddr, PathBuf, PathBuf)>,
 }
 
 impl ProxyConfig {
@@ -110,7 +114,16 @@ impl ProxyConfig {
             read_timeout: None,
             extra_yaml: String::new(),
             open_files: None,
+            https_nodes: false,
+            tls_listener: None,
         }
+    }
+
+    /// Add a TLS listener on a free port with this certificate and key.
+    pub fn with_tls_listener(mut self, cert: PathBuf, key: PathBuf) -> ProxyConfig {
+        let address = ([127, 0, 0, 1], free_port()).into();
+        self.tls_listener = Some((address, cert, key));
+        self
     }
 
     /// Add a node by addresses (for hand-made health endpoints).
@@ -170,6 +183,14 @@ impl ProxyConfig {
             );
         }
         y = y.replacen("nodes:\n", &format!("{}nodes:\n", self.extra_yaml), 1);
+        if let Some((address, cert, key)) = &self.tls_listener {
+            let listeners = format!(
+                "listen:\n  - \"{listen}\"\n  - address: \"{address}\"\n    tls:\n      cert: {}\n      key: {}\n",
+                cert.display(),
+                key.display()
+            );
+            y = y.replacen(&format!("listen: \"{listen}\"\n"), &listeners, 1);
+        }
         for (name, traffic, health, weight) in &self.nodes {
             let _ = writeln!(
                 y,
@@ -178,6 +199,9 @@ impl ProxyConfig {
                 traffic.port(),
                 health.port()
             );
+            if self.https_nodes {
+                y.push_str("    scheme: https\n");
+            }
         }
         y
     }
@@ -189,7 +213,8 @@ impl ProxyConfig {
             let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let yaml = self.yaml(listen, admin);
-            if let Some(proxy) = Proxy::spawn(&yaml, listen, admin, self.open_files).await {
+            if let Some(mut proxy) = Proxy::spawn(&yaml, listen, admin, self.open_files).await {
+                proxy.tls_listen = self.tls_listener.as_ref().map(|t| t.0);
                 return proxy;
             }
         }
@@ -202,6 +227,8 @@ pub struct Proxy {
     child: Child,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener, if the configuration has one.
+    pub tls_listen: Option<SocketAddr>,
     dir: tempfile::TempDir,
     pub client: reqwest::Client,
 }
@@ -240,6 +267,7 @@ impl Proxy {
             child,
             listen,
             admin,
+            tls_listen: None,
             dir,
             client: client(),
         };

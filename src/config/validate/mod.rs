@@ -1,16 +1,16 @@
 //! Turns the serde model into a typed [`Config`], one small function per rule.
 
 mod nodes;
+mod tls;
 
 use super::error::RuleError;
 use super::raw::{
-    ByteSize, HumanDuration, OneOrMany, RawConfig, RawForwarded, RawLiveness, RawOutlier,
-    RawReadiness,
+    ByteSize, HumanDuration, RawConfig, RawForwarded, RawLiveness, RawOutlier, RawReadiness,
 };
 use super::{
     Algorithm, BalancingConfig, Config, ForwardedConfig, LimitsConfig, LivenessConfig, LogConfig,
     LogLevel, NoneReadyPolicy, OutlierConfig, ReadinessConfig, ShutdownConfig, TimeoutsConfig,
-    defaults,
+    UpstreamTlsConfig, defaults,
 };
 use nodes::nodes;
 use serde_saphyr::Spanned;
@@ -38,7 +38,12 @@ const MIN_TOKEN_LEN: usize = 16;
 
 /// Validate every rule and build the typed configuration.
 pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
-    let listen = listen_addresses(raw.listen.as_ref())?;
+    let listen = tls::listeners(raw.listen.as_ref())?;
+    let upstream_tls = tls::upstream(
+        raw.upstream_tls.as_ref(),
+        &UpstreamTlsConfig::default(),
+        "upstream_tls",
+    )?;
     let admin = match &raw.admin {
         Some(text) => socket_addr(text, "admin")?,
         None => defaults::admin(),
@@ -66,7 +71,7 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         Some(path) => Some(file_in_existing_directory(path, "drain_file")?),
         None => None,
     };
-    let nodes = nodes(&raw.nodes)?;
+    let nodes = nodes(&raw.nodes, &upstream_tls)?;
     let readiness = readiness(&raw.readiness)?;
     let liveness = liveness(&raw.liveness)?;
     let retries = match &raw.balancing.retries {
@@ -226,35 +231,6 @@ fn file_in_existing_directory(text: &Spanned<String>, path: &str) -> Rule<PathBu
         );
     }
     Ok(value)
-}
-
-fn listen_addresses(listen: Option<&Spanned<OneOrMany>>) -> Rule<Vec<SocketAddr>> {
-    let Some(listen) = listen else {
-        return Ok(defaults::listen());
-    };
-    let texts: Vec<&String> = match &listen.value {
-        OneOrMany::One(one) => vec![one],
-        OneOrMany::Many(many) => many.iter().collect(),
-    };
-    if texts.is_empty() {
-        return fail(listen, "listen", "at least one listen address is needed");
-    }
-    let mut seen = Vec::with_capacity(texts.len());
-    for (i, text) in texts.into_iter().enumerate() {
-        let path = format!("listen[{i}]");
-        let Ok(addr) = text.trim().parse::<SocketAddr>() else {
-            return fail(
-                listen,
-                path,
-                format!("{text:?} is not a socket address; write it as IP:PORT, e.g. 0.0.0.0:8280"),
-            );
-        };
-        if seen.contains(&addr) {
-            return fail(listen, path, format!("{addr} is listed twice"));
-        }
-        seen.push(addr);
-    }
-    Ok(seen)
 }
 
 fn int_in_range(value: &Spanned<i64>, path: &str, min: i64, max: i64) -> Rule<i64> {

@@ -2,14 +2,16 @@
 //! uniqueness of names and traffic addresses.
 
 use super::{Rule, RuleError, fail, int_in_range, position};
-use crate::config::NodeConfig;
 use crate::config::defaults;
 use crate::config::raw::RawNode;
+use crate::config::{NodeConfig, Scheme, UpstreamTlsConfig};
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
 
 /// MI's base ports: traffic (HTTP pass-through) and the internal API that serves the probes.
 const MI_TRAFFIC_BASE: i64 = 8280;
+/// MI's HTTPS pass-through port, for `scheme: https`.
+const MI_HTTPS_BASE: i64 = 8243;
 const MI_HEALTH_BASE: i64 = 9191;
 /// Upper bound that keeps a typo from becoming a resource problem.
 const MAX_WEIGHT: i64 = 1000;
@@ -52,7 +54,7 @@ fn port(
     }
 }
 
-fn node(raw: &Spanned<RawNode>, index: usize) -> Rule<NodeConfig> {
+fn node(raw: &Spanned<RawNode>, index: usize, upstream: &UpstreamTlsConfig) -> Rule<NodeConfig> {
     let n = &raw.value;
     let prefix = format!("nodes[{index}]");
     let host = n.host.value.trim().to_string();
@@ -63,10 +65,14 @@ fn node(raw: &Spanned<RawNode>, index: usize) -> Rule<NodeConfig> {
             format!("{:?} is not a host name or IP address", n.host.value),
         );
     }
+    let scheme = n.scheme.unwrap_or(Scheme::Http);
     let traffic_port = port(
         n.traffic_port.as_ref(),
         n.offset.as_ref(),
-        MI_TRAFFIC_BASE,
+        match scheme {
+            Scheme::Http => MI_TRAFFIC_BASE,
+            Scheme::Https => MI_HTTPS_BASE,
+        },
         &prefix,
         "traffic_port",
     )?;
@@ -99,16 +105,36 @@ fn node(raw: &Spanned<RawNode>, index: usize) -> Rule<NodeConfig> {
         Some(name) => name.value.trim().to_string(),
         None => format!("{host}:{traffic_port}"),
     };
+    let tls = match (scheme, &n.tls) {
+        (Scheme::Https, tls) => Some(super::tls::upstream(
+            tls.as_ref(),
+            upstream,
+            &format!("{prefix}.tls"),
+        )?),
+        (Scheme::Http, Some(tls)) => {
+            return fail(
+                tls,
+                format!("{prefix}.tls"),
+                "TLS settings need `scheme: https` on the node",
+            );
+        }
+        (Scheme::Http, None) => None,
+    };
     Ok(NodeConfig {
         name,
         host,
         traffic_port,
+        scheme,
+        tls,
         health_port,
         weight,
     })
 }
 
-pub(super) fn nodes(raw: &Spanned<Vec<Spanned<RawNode>>>) -> Rule<Vec<NodeConfig>> {
+pub(super) fn nodes(
+    raw: &Spanned<Vec<Spanned<RawNode>>>,
+    upstream: &UpstreamTlsConfig,
+) -> Rule<Vec<NodeConfig>> {
     if raw.value.is_empty() {
         return fail(raw, "nodes", "at least one node is needed");
     }
@@ -116,7 +142,7 @@ pub(super) fn nodes(raw: &Spanned<Vec<Spanned<RawNode>>>) -> Rule<Vec<NodeConfig
     let mut addresses: HashMap<(String, u16), usize> = HashMap::new();
     let mut out = Vec::with_capacity(raw.value.len());
     for (i, spanned) in raw.value.iter().enumerate() {
-        let node = node(spanned, i)?;
+        let node = node(spanned, i, upstream)?;
         // Addresses first: a defaulted name is host:port, so a clash there is the real cause.
         let key = (node.host.to_ascii_lowercase(), node.traffic_port);
         if let Some(first) = addresses.insert(key, i) {

@@ -11,9 +11,12 @@ pub(crate) fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
                 id,
                 format!("n{id}"),
                 "127.0.0.1".into(),
-                ([127, 0, 0, 1], port).into(),
-                ([127, 0, 0, 1], port + 1000).into(),
+                (
+                    ([127, 0, 0, 1], port).into(),
+                    ([127, 0, 0, 1], port + 1000).into(),
+                ),
                 weight,
+                None,
             ))
         })
         .collect()

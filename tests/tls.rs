@@ -354,3 +354,32 @@ mod raw_tls {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_upstream_ca_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_pki = Arc::new(TestPki::localhost().unwrap());
+    let stranger = TestPki::localhost().unwrap();
+    let ca = dir.path().join("mi-ca.pem");
+    std::fs::write(&ca, stranger.ca_pem()).unwrap();
+    let nodes = https_nodes(1, &node_pki);
+    let mut config = ProxyConfig::new(&nodes);
+    config.https_nodes = true;
+    config.extra_yaml = upstream_tls(&ca);
+    let proxy = config.start().await;
+    eventually(DEADLINE, "not_ready: the CA is the wrong one", || async {
+        let status = proxy.status().await;
+        node_field(&status, "mi-1", "last_error").contains("unknown issuer")
+    })
+    .await;
+    // The operator mounts the right CA and reloads: the same member is verified anew.
+    std::fs::write(&ca, node_pki.ca_pem()).unwrap();
+    proxy.reload(&config);
+    eventually(DEADLINE, "ready with the new CA", || async {
+        proxy.status().await["ready"] == 1
+    })
+    .await;
+    let response = proxy.client.get(proxy.url("/orders")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(proxy.reloads("success").await, 1);
+}

@@ -184,8 +184,12 @@ impl HealthgateProxy {
     /// Serve the HTTP/2 streams of one TLS client connection until it closes. Each
     /// stream is a request like any other: the same routing, retries and limits, and an
     /// HTTP/1.1 request to the node.
-    async fn serve_http2<S>(self: Arc<Self>, stream: S, peer: Option<SocketAddr>)
-    where
+    async fn serve_http2<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: Option<SocketAddr>,
+        mut shutdown: ShutdownWatch,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let conn = Arc::new(Connection {
@@ -200,15 +204,30 @@ impl HealthgateProxy {
             async move { Ok::<_, Infallible>(request::handle(&proxy, &conn, req).await) }
         });
         let header_list = u32::try_from(self.head_room()).unwrap_or(u32::MAX);
-        let served = http2::Builder::new(TokioExecutor::new())
+        let builder = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_STREAMS)
             .max_header_list_size(header_list)
             // A client that vanished without a word is found by pings, not by waiting.
             .keep_alive_interval(Some(self.settings.timeouts.client_idle / 2))
             .keep_alive_timeout(PING_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+            .clone();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        // `Connection: close` means nothing in HTTP/2: when this process stops or hands
+        // over, GOAWAY tells the client to open new streams elsewhere while the open ones
+        // finish.
+        let stopping = async move {
+            // The guard `wait_for` returns is not `Send`: dropped here, at once.
+            let _ = shutdown.wait_for(|stopping| *stopping).await.map(|_| ());
+        };
+        let served = tokio::select! {
+            served = connection.as_mut() => served,
+            () = stopping => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
         if let Err(e) = served {
             log::debug!("HTTP/2 client connection {peer_text}: {e}");
         }
@@ -221,6 +240,7 @@ impl HealthgateProxy {
         stream: Stream,
         peer: Option<SocketAddr>,
         tls: &ListenerTls,
+        shutdown: &ShutdownWatch,
     ) {
         let deadline = self.settings.timeouts.client_header;
         let stream = match tokio::time::timeout(deadline, tls.acceptor().accept(stream)).await {
@@ -238,7 +258,10 @@ impl HealthgateProxy {
         };
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         match h2 {
-            true => self.clone().serve_http2(stream, peer).await,
+            true => {
+                let shutdown = shutdown.clone();
+                self.clone().serve_http2(stream, peer, shutdown).await;
+            }
             false => self.serve_http1(stream, peer, true).await,
         }
     }
@@ -249,7 +272,7 @@ impl ServerApp for HealthgateProxy {
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
-        _shutdown: &ShutdownWatch,
+        shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let digest = stream.get_socket_digest();
         let addr_of = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
@@ -270,7 +293,7 @@ impl ServerApp for HealthgateProxy {
         // On SIGTERM or a hand-over the draining flag ends each connection after its
         // current answer; Pingora cuts what is left when the grace period ends.
         match self.tls.get(slot.index).cloned().flatten() {
-            Some(tls) => self.serve_tls(stream, peer, &tls).await,
+            Some(tls) => self.serve_tls(stream, peer, &tls, shutdown).await,
             None => self.serve_http1(stream, peer, false).await,
         }
         None

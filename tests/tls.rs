@@ -383,3 +383,53 @@ async fn sighup_reads_the_upstream_ca_again() {
     assert_eq!(response.status(), 200);
     assert_eq!(proxy.reloads("success").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_passes_tls_on_both_sides_and_a_failed_handshake_is_counted() {
+    use mi_sim::ws::{ECHO_PATH, WsClient};
+    use rustls::pki_types::ServerName;
+    let dir = tempfile::tempdir().unwrap();
+    let node_pki = Arc::new(TestPki::localhost().unwrap());
+    let node_files = write_pki(&node_pki, &dir.path().join("nodes"));
+    let listener_pki = TestPki::localhost().unwrap();
+    let files = write_pki(&listener_pki, &dir.path().join("listener"));
+    let nodes = https_nodes(1, &node_pki);
+    let mut config = ProxyConfig::new(&nodes).with_tls_listener(files.cert, files.key);
+    config.https_nodes = true;
+    config.extra_yaml = upstream_tls(&node_files.ca);
+    let proxy = config.start().await;
+    proxy.wait_ready(1).await;
+    let address = proxy.tls_listen.unwrap();
+
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(listener_pki.client_config().unwrap()));
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let mut ws = WsClient::upgrade(tls, "localhost", ECHO_PATH)
+        .await
+        .unwrap_or_else(|e| panic!("upgrade over TLS: {e}\n{}", proxy.log()));
+    for text in ["one", "two"] {
+        let echoed = ws.echo_text(text).await.unwrap().expect("an echo");
+        assert_eq!(echoed.payload, text.as_bytes());
+    }
+    assert_eq!(nodes[0].websocket_upgrades(), 1);
+
+    // Plain HTTP to the TLS port: no handshake, counted, and the listener serves on.
+    let mut plain = tokio::net::TcpStream::connect(address).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = plain.read_to_end(&mut rest).await;
+    eventually(DEADLINE, "the failed handshake counted", || async {
+        let metrics = proxy.metrics().await;
+        counter(&metrics, "healthgate_tls_handshake_failures_total ") == 1
+    })
+    .await;
+    let client = https_client(&listener_pki);
+    let url = format!("https://localhost:{}/after", address.port());
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+}

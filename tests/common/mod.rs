@@ -2,6 +2,7 @@
 //! child process on free loopback ports, polling with deadlines, and a load generator.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod dns;
 mod load;
 pub mod raw;
 

@@ -147,7 +147,7 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
 /// 14 days, `upstream_tls.verify: false`.
 pub fn check_tls(config: &Config) -> Result<Vec<String>, StartError> {
     let mut warnings = Certificates::load(config)?.warnings();
-    warnings.extend(crate::cluster::check_upstream_tls(&config.nodes)?);
+    warnings.extend(crate::cluster::check_upstream_tls(config)?);
     Ok(warnings)
 }
 

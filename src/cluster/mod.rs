@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use drains::DrainFile;
 pub use drains::{DrainError, Drained};
 use member::{Member, MemberSet};
-pub use reload::{ReloadSummary, restart_only_changes};
+pub use reload::{Planned, ReloadSummary, resolve_configured, restart_only_changes};
 pub use report::{LastProbe, MemberReport};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,10 +45,10 @@ pub enum ClusterError {
         reason: String,
     },
     /// An https node's TLS settings cannot be used (a CA file, a client certificate, a name).
-    #[error("nodes[{index}] ({name}): {source}")]
+    #[error("{origin} ({name}): {source}")]
     Tls {
-        /// Index in the node list.
-        index: usize,
+        /// Where the node comes from: `nodes[2]`, `discovery[0]`.
+        origin: String,
         /// Node name.
         name: String,
         /// What is wrong.
@@ -131,7 +131,7 @@ impl Cluster {
         let mut list = Vec::with_capacity(config.nodes.len());
         let mut connectors = node_tls::Connectors::default();
         for (index, node) in config.nodes.iter().enumerate() {
-            let tls = connectors.for_node(index, node)?;
+            let tls = connectors.for_node(&format!("nodes[{index}]"), node)?;
             let backend = cluster.new_backend(node, resolve(index, node)?, tls);
             list.push(Arc::new(Member::new(backend, false)));
         }
@@ -362,7 +362,8 @@ fn warm_up(config: &Config) -> Duration {
 }
 
 /// A node's traffic and health addresses.
-type Addresses = (SocketAddr, SocketAddr);
+/// A node's traffic and health addresses.
+pub type Addresses = (SocketAddr, SocketAddr);
 
 /// The traffic and health addresses of `node` (entry `index` of the node list). Blocking: it
 /// may ask the system resolver.

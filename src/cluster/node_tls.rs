@@ -3,7 +3,7 @@
 //! shared by the nodes that use it.
 
 use super::ClusterError;
-use crate::config::{NodeConfig, UpstreamTlsConfig};
+use crate::config::{Config, NodeConfig, UpstreamTlsConfig};
 use crate::routing::NodeTls;
 use crate::tls::UpstreamTls;
 use std::collections::HashMap;
@@ -18,17 +18,18 @@ pub(super) struct Connectors {
 }
 
 impl Connectors {
-    /// How to speak TLS to `node` (entry `index` of `nodes`); `None` for an http node.
+    /// How to speak TLS to `node` (from `origin`: `nodes[2]`, `discovery[0]`); `None` for
+    /// an http node.
     pub fn for_node(
         &mut self,
-        index: usize,
+        origin: &str,
         node: &NodeConfig,
     ) -> Result<Option<Arc<NodeTls>>, ClusterError> {
         let Some(settings) = &node.tls else {
             return Ok(None);
         };
         let failed = |source| ClusterError::Tls {
-            index,
+            origin: origin.to_string(),
             name: node.name.clone(),
             source,
         };
@@ -38,7 +39,7 @@ impl Connectors {
                 let connector = Arc::new(UpstreamTls::new(settings).map_err(failed)?);
                 if !settings.verify {
                     self.warnings.push(format!(
-                        "nodes[{index}] ({}): upstream_tls.verify is false: node certificates \
+                        "{origin} ({}): upstream_tls.verify is false: node certificates \
                          are not checked, and anyone on the path can read and change traffic",
                         node.name
                     ));
@@ -55,12 +56,18 @@ impl Connectors {
     }
 }
 
-/// Build the TLS of every https node of `nodes`, as a start or reload would: the CA and
-/// client files are read and checked. Returns the warnings (`verify: false`).
-pub fn check(nodes: &[NodeConfig]) -> Result<Vec<String>, ClusterError> {
+/// Build the TLS of every https node and discovery entry of `config`, as a start or
+/// reload would: the CA and client files are read and checked. Returns the warnings
+/// (`verify: false`).
+pub fn check(config: &Config) -> Result<Vec<String>, ClusterError> {
     let mut connectors = Connectors::default();
-    for (index, node) in nodes.iter().enumerate() {
-        connectors.for_node(index, node)?;
+    for (index, node) in config.nodes.iter().enumerate() {
+        connectors.for_node(&format!("nodes[{index}]"), node)?;
+    }
+    for (index, entry) in config.discovery.iter().enumerate() {
+        // Any address stands in: the settings, not the name, are checked here.
+        let stand_in = entry.node(std::net::Ipv4Addr::LOCALHOST.into());
+        connectors.for_node(&format!("discovery[{index}]"), &stand_in)?;
     }
     Ok(connectors.warnings)
 }

@@ -39,11 +39,51 @@ impl ReloadSummary {
     }
 }
 
+/// A node to run with and the addresses it resolved to: a configured node, or one that
+/// discovery found.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The node.
+    pub node: NodeConfig,
+    /// Its traffic and health addresses.
+    pub addresses: Addresses,
+    /// Where it comes from, for messages: `nodes[2]`, `discovery[0]`.
+    pub origin: String,
+}
+
+/// `config`'s own nodes at their addresses. Blocking: a host name is resolved by the
+/// system's resolver. Fails on the first that does not resolve.
+pub fn resolve_configured(config: &Config) -> Result<Vec<Planned>, ClusterError> {
+    let mut planned = Vec::with_capacity(config.nodes.len());
+    for (index, node) in config.nodes.iter().enumerate() {
+        planned.push(Planned {
+            node: node.clone(),
+            addresses: super::resolve(index, node)?,
+            origin: format!("nodes[{index}]"),
+        });
+    }
+    Ok(planned)
+}
+
 impl Cluster {
-    /// Apply `config`'s nodes, probe settings and balancing policy, and publish one new
-    /// table. All or nothing: every new or moved node is resolved first, and if one does not
-    /// resolve, nothing changes (no member, no series, no id, no setting).
-    pub fn reload(&self, config: &Config) -> Result<ReloadSummary, ClusterError> {
+    /// The addresses of the member named `name`, if there is one.
+    pub fn addresses_of(&self, name: &str) -> Option<Addresses> {
+        let members = self.members.load();
+        let b = &members.named(name)?.backend;
+        Some((b.traffic_addr, b.health_addr))
+    }
+
+    /// Run with exactly the `planned` nodes, under `config`'s settings. A node whose name,
+    /// addresses and scheme stay keeps its member (state, counters, pooled connections);
+    /// any other is new and starts in `starting`; a member not planned leaves the table at
+    /// once while its requests in flight finish. `announce`: log the TLS warnings (at a
+    /// start or reload, not at every change discovery brings).
+    pub fn run_with(
+        &self,
+        config: &Config,
+        planned: Vec<Planned>,
+        announce: bool,
+    ) -> Result<ReloadSummary, ClusterError> {
         let _one_at_a_time = self.one_change_at_a_time();
         let current = self.members.load_full();
         let mut by_name: HashMap<&str, &Arc<Member>> = current
@@ -51,35 +91,40 @@ impl Cluster {
             .iter()
             .map(|m| (m.backend.name.as_str(), m))
             .collect();
-        // Which entries keep their member, and which need a new one. Resolving is the only
-        // step that can fail, and nothing has changed until the plan is whole.
+        // Which entries keep their member, and which need a new one. Building TLS is the
+        // only step that can fail here, and nothing has changed until the plan is whole.
         // TLS connectors are built anew (the CA and client files are read again).
-        let mut plan = Vec::with_capacity(config.nodes.len());
+        let mut plan = Vec::with_capacity(planned.len());
         let mut connectors = Connectors::default();
-        for (index, node) in config.nodes.iter().enumerate() {
+        for Planned {
+            node,
+            addresses,
+            origin,
+        } in planned
+        {
             let previous = by_name.remove(node.name.as_str());
-            let tls = connectors.for_node(index, node)?;
+            let tls = connectors.for_node(&origin, &node)?;
             let kept = previous.filter(|m| {
                 let b = &m.backend;
                 b.host == node.host
-                    && b.traffic_addr.port() == node.traffic_port
-                    && b.health_addr.port() == node.health_port
+                    && (b.traffic_addr, b.health_addr) == addresses
                     && b.tls().is_some() == tls.is_some()
             });
             plan.push(match kept {
                 Some(member) => Entry::Kept(member.clone(), node.weight, tls),
                 None => Entry::New {
-                    node,
-                    tls,
-                    addresses: super::resolve(index, node)?,
                     // A moved node keeps its drain: the operator drained the name.
                     drained: previous.is_some_and(|m| m.is_drained()),
+                    node: Box::new(node),
+                    tls,
+                    addresses,
                 },
             });
         }
-
-        for warning in connectors.warnings {
-            log::warn!("{warning}");
+        if announce {
+            for warning in &connectors.warnings {
+                log::warn!("{warning}");
+            }
         }
         // From here on nothing can fail: apply.
         let mut summary = ReloadSummary::default();
@@ -101,7 +146,7 @@ impl Cluster {
                     addresses,
                     drained,
                 } => {
-                    let backend = self.new_backend(node, addresses, tls);
+                    let backend = self.new_backend(&node, addresses, tls);
                     let member = Arc::new(Member::new(backend, drained));
                     summary.added.push(member.backend.id);
                     list.push(member);
@@ -143,10 +188,10 @@ impl Cluster {
 
 /// One entry of the new node list: a member kept (with its new weight and TLS), or a node
 /// to add at its resolved addresses (with its TLS, and whether it starts drained).
-enum Entry<'a> {
+enum Entry {
     Kept(Arc<Member>, u32, Option<Arc<NodeTls>>),
     New {
-        node: &'a NodeConfig,
+        node: Box<NodeConfig>,
         tls: Option<Arc<NodeTls>>,
         addresses: Addresses,
         drained: bool,

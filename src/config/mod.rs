@@ -26,8 +26,12 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Proxy worker threads.
     pub threads: usize,
-    /// The MI nodes, in file order; a node's index here is its id everywhere else.
+    /// The MI nodes listed by hand, in file order.
     pub nodes: Vec<NodeConfig>,
+    /// DNS names whose every address is a node, re-resolved on a schedule.
+    pub discovery: Vec<DiscoveryConfig>,
+    /// The DNS server discovery and re-resolution ask (`None`: `/etc/resolv.conf`'s).
+    pub resolver: Option<SocketAddr>,
     /// The readiness probe (`/healthz`).
     pub readiness: ReadinessConfig,
     /// The liveness probe (`/liveness` and a TCP connect to the traffic port).
@@ -263,6 +267,42 @@ pub struct NodeConfig {
     pub weight: u32,
 }
 
+/// One `discovery` entry: every A/AAAA record of `dns` is a node named `ip:traffic_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// The name, lower case, without a trailing dot.
+    pub dns: String,
+    /// Each discovered node's traffic port (8280 + offset, 8243 + offset for https).
+    pub traffic_port: u16,
+    /// Each discovered node's health port (9191 + offset).
+    pub health_port: u16,
+    /// Each discovered node's weight.
+    pub weight: u32,
+    /// Plain HTTP or TLS on the traffic port.
+    pub scheme: Scheme,
+    /// TLS settings for https nodes.
+    pub tls: Option<UpstreamTlsConfig>,
+    /// How often the name is resolved again (default 5 s).
+    pub interval: Duration,
+    /// At most this many nodes from this name (default 5000); more are left out, warned.
+    pub max_nodes: usize,
+}
+
+impl DiscoveryConfig {
+    /// The node at address `ip`, named `ip:traffic_port` (IPv6 in brackets).
+    pub fn node(&self, ip: std::net::IpAddr) -> NodeConfig {
+        NodeConfig {
+            name: SocketAddr::new(ip, self.traffic_port).to_string(),
+            host: ip.to_string(),
+            traffic_port: self.traffic_port,
+            health_port: self.health_port,
+            scheme: self.scheme,
+            tls: self.tls.clone(),
+            weight: self.weight,
+        }
+    }
+}
+
 /// Readiness probe settings. Defaults follow MI's docs: `/healthz` every 1 s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadinessConfig {
@@ -431,8 +471,12 @@ impl Config {
     /// A one-line summary, as printed by `--check`.
     pub fn summary(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
+        let discovered = match self.discovery.len() {
+            0 => String::new(),
+            n => format!(" + {n} DNS name(s) resolved at run time"),
+        };
         format!(
-            "{} node(s), listen {}, admin {}, {} thread(s), {} with {} retries, when none ready: {}",
+            "{} node(s){discovered}, listen {}, admin {}, {} thread(s), {} with {} retries, when none ready: {}",
             self.nodes.len(),
             listen.join(","),
             self.admin,

@@ -14,7 +14,9 @@ pub(super) struct RawConfig {
     pub admin: Option<Spanned<String>>,
     pub admin_token: Option<Spanned<String>>,
     pub threads: Option<Spanned<usize>>,
-    pub nodes: Spanned<Vec<Spanned<RawNode>>>,
+    pub nodes: Option<Spanned<Vec<Spanned<RawNode>>>>,
+    pub discovery: Option<Spanned<Vec<Spanned<RawDiscovery>>>>,
+    pub resolver: Option<Spanned<String>>,
     #[serde(default)]
     pub readiness: RawReadiness,
     #[serde(default)]
@@ -177,6 +179,21 @@ pub(super) struct RawNode {
     pub weight: Option<Spanned<i64>>,
     pub scheme: Option<super::Scheme>,
     pub tls: Option<Spanned<RawUpstreamTls>>,
+}
+
+/// One entry of `discovery`: a DNS name whose every address is a node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscovery {
+    pub dns: Spanned<String>,
+    pub offset: Option<Spanned<i64>>,
+    pub traffic_port: Option<Spanned<i64>>,
+    pub health_port: Option<Spanned<i64>>,
+    pub weight: Option<Spanned<i64>>,
+    pub scheme: Option<super::Scheme>,
+    pub tls: Option<Spanned<RawUpstreamTls>>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub max_nodes: Option<Spanned<i64>>,
 }
 
 /// The `readiness` section.

@@ -1,13 +1,15 @@
-//! The supervisor: the background service that runs one poller per node and applies
-//! configuration reloads on SIGHUP (they change the node set, so they live where the pollers
-//! are started and stopped).
+//! The supervisor: the background service that runs one poller per node, applies
+//! configuration reloads on SIGHUP and follows DNS (both change the node set, so they live
+//! where the pollers are started and stopped).
 
 mod certificates;
+mod discovery;
 mod poller;
 
 pub use certificates::{CertificateError, Certificates, EXPIRY_WARNING};
 
-use crate::cluster::{Cluster, restart_only_changes};
+use crate::cluster::{Cluster, Planned, ReloadSummary, restart_only_changes};
+use discovery::Discovery;
 use crate::config::Config;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -45,63 +47,107 @@ impl Supervisor {
         }
     }
 
-    /// Reload off the runtime's threads (a host name may take seconds to resolve, and the
-    /// pollers share this runtime).
-    async fn reload(&self) -> Result<Reloaded, String> {
+    /// Read the file again off the runtime's threads (a host name may take seconds to
+    /// resolve, and the pollers share this runtime), then apply it with the nodes
+    /// discovery knows of. On any error the running configuration stays.
+    async fn reload(
+        &self,
+        discovery: Option<&Discovery>,
+    ) -> Result<(Config, ReloadSummary), String> {
         let Some(path) = self.path.clone() else {
             return Err("no configuration file to reload (demo)".into());
         };
-        let (cluster, started_with) = (self.cluster.clone(), self.started_with.clone());
         let certificates = self.certificates.clone();
-        tokio::task::spawn_blocking(move || reload(&cluster, &certificates, &path, &started_with))
+        let loaded = tokio::task::spawn_blocking(move || load(&certificates, &path))
             .await
-            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))?;
+        let Loaded {
+            config,
+            swaps,
+            mut planned,
+        } = loaded;
+        if let Some(discovery) = discovery {
+            planned.extend(discovery.discovered_nodes(&config, &planned));
+        }
+        let summary = self
+            .cluster
+            .run_with(&config, planned, true)
+            .map_err(|e| e.to_string())?;
+        let swapped = self.certificates.swap(swaps);
+        self.certificates.report(self.cluster.metrics());
+        let file = self.path.as_deref().map(Path::display);
+        let file = file.map(|f| f.to_string()).unwrap_or_default();
+        log::info!(
+            "{file}: reloaded: {}, {swapped} listener certificate(s) read again; {}",
+            summary.describe(),
+            config.summary()
+        );
+        let pending = restart_only_changes(&self.started_with, &config);
+        if !pending.is_empty() {
+            log::warn!(
+                "{file}: changed {} take(s) effect only at the next start or --upgrade",
+                pending.join(", ")
+            );
+        }
+        Ok((config, summary))
+    }
+
+    /// Ask DNS what is due; when a node set changed, run with the new one.
+    async fn rediscover(&self, discovery: &mut Discovery, config: &Config) -> Option<ReloadSummary> {
+        if !discovery.refresh(config).await {
+            return None;
+        }
+        let cluster = &self.cluster;
+        let planned = discovery.planned(config, |name| cluster.addresses_of(name));
+        match cluster.run_with(config, planned, false) {
+            Ok(summary) => {
+                log::info!("discovery: {}", summary.describe());
+                Some(summary)
+            }
+            Err(e) => {
+                log::error!("discovery: the new node set cannot be used, the old one stays: {e}");
+                None
+            }
+        }
     }
 }
 
-/// Read, validate and apply the file at `path` again; on any error the running configuration
-/// stays. Returns the ids of the nodes whose pollers must start and stop. Blocking: it may
-/// resolve host names.
-fn reload(
-    cluster: &Cluster,
-    certificates: &Certificates,
-    path: &Path,
-    started_with: &Config,
-) -> Result<Reloaded, String> {
+/// A configuration file read again, with everything in it that can fail checked: the
+/// listeners' new certificates (not yet in use) and the configured nodes' addresses.
+struct Loaded {
+    config: Config,
+    swaps: Vec<certificates::Swap>,
+    planned: Vec<Planned>,
+}
+
+/// Read and check the file at `path`. Blocking: it reads files and may resolve host names.
+fn load(certificates: &Certificates, path: &Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    // Everything that can fail is checked before anything changes: the listeners' new
-    // certificates are loaded (not yet used), then the cluster plans and applies.
     let file = path.display();
     let swaps = certificates
         .prepare(&config)
         .map_err(|e| format!("{file}: {e}"))?;
-    let summary = cluster.reload(&config).map_err(|e| e.to_string())?;
-    let swapped = certificates.swap(swaps);
-    certificates.report(cluster.metrics());
-    log::info!(
-        "{}: reloaded: {}, {swapped} listener certificate(s) read again; {}",
-        path.display(),
-        summary.describe(),
-        config.summary()
-    );
-    let pending = restart_only_changes(started_with, &config);
-    if !pending.is_empty() {
-        log::warn!(
-            "{}: changed {} take(s) effect only at the next start or --upgrade",
-            path.display(),
-            pending.join(", ")
-        );
-    }
-    Ok(Reloaded {
-        added: summary.added,
-        removed: summary.removed,
+    let planned = crate::cluster::resolve_configured(&config).map_err(|e| e.to_string())?;
+    Ok(Loaded {
+        config,
+        swaps,
+        planned,
     })
 }
 
-/// The pollers a reload starts and stops.
-struct Reloaded {
-    added: Vec<usize>,
-    removed: Vec<usize>,
+/// Start the pollers of the nodes `summary` added, stop those of the ones it removed.
+fn update_pollers(
+    cluster: &Arc<Cluster>,
+    pollers: &mut HashMap<usize, JoinHandle<()>>,
+    summary: ReloadSummary,
+    shutdown: &ShutdownWatch,
+) {
+    for id in summary.removed {
+        if let Some(task) = pollers.remove(&id) {
+            task.abort();
+        }
+    }
+    pollers.extend(poller::spawn(cluster, &summary.added, shutdown));
 }
 
 #[async_trait]
@@ -125,6 +171,14 @@ impl BackgroundService for Supervisor {
                 .into_iter()
                 .collect();
         log::info!("health checking {} node(s)", pollers.len());
+        let mut config = self.started_with.clone();
+        let mut discovery = match Discovery::new(&config, self.cluster.metrics().clone()) {
+            Ok(discovery) => Some(discovery),
+            Err(e) => {
+                log::error!("DNS discovery and re-resolution are off: {e}");
+                None
+            }
+        };
         loop {
             let hangup = async {
                 match hangups.as_mut() {
@@ -132,27 +186,44 @@ impl BackgroundService for Supervisor {
                     None => std::future::pending().await,
                 }
             };
-            let stop = tokio::select! {
-                // Ends when shutdown starts (true) or the server is gone (error).
-                _ = shutdown.wait_for(|stopping| *stopping) => true,
-                _ = hangup => false,
+            let due = discovery.as_ref().and_then(|d| d.next_due(&config));
+            let dns = async {
+                match due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
             };
-            if stop {
-                break;
-            }
-            match self.reload().await {
-                Ok(Reloaded { added, removed }) => {
-                    for id in removed {
-                        if let Some(task) = pollers.remove(&id) {
-                            task.abort();
+            let event = tokio::select! {
+                // Ends when shutdown starts (true) or the server is gone (error).
+                _ = shutdown.wait_for(|stopping| *stopping) => Event::Stop,
+                _ = hangup => Event::Reload,
+                () = dns => Event::Rediscover,
+            };
+            match event {
+                Event::Stop => break,
+                Event::Rediscover => {
+                    let Some(discovery) = discovery.as_mut() else {
+                        continue;
+                    };
+                    if let Some(summary) = self.rediscover(discovery, &config).await {
+                        update_pollers(&self.cluster, &mut pollers, summary, &for_pollers);
+                    }
+                }
+                Event::Reload => {
+                    match self.reload(discovery.as_ref()).await {
+                        Ok((reloaded, summary)) => {
+                            update_pollers(&self.cluster, &mut pollers, summary, &for_pollers);
+                            self.cluster.metrics().count_reload(true);
+                            if let Some(d) = discovery.as_mut() {
+                                d.retain(&reloaded);
+                            }
+                            config = reloaded;
+                        }
+                        Err(e) => {
+                            log::error!("reload failed, the running configuration stays: {e}");
+                            self.cluster.metrics().count_reload(false);
                         }
                     }
-                    pollers.extend(poller::spawn(&self.cluster, &added, &for_pollers));
-                    self.cluster.metrics().count_reload(true);
-                }
-                Err(e) => {
-                    log::error!("reload failed, the running configuration stays: {e}");
-                    self.cluster.metrics().count_reload(false);
                 }
             }
         }
@@ -160,4 +231,11 @@ impl BackgroundService for Supervisor {
             task.abort();
         }
     }
+}
+
+/// What woke the supervisor.
+enum Event {
+    Stop,
+    Reload,
+    Rediscover,
 }

@@ -92,6 +92,44 @@ pub struct Metrics {
     /// `healthgate_tls_certificate_expiry_seconds{listener}`: when each TLS listener's
     /// certificate expires, in Unix seconds (set at start and on every reload).
     tls_certificate_expiry_seconds: IntGaugeVec,
+    /// `healthgate_discovery_resolutions_total{name,result}`: DNS resolutions of each
+    /// `discovery` name by result (`success`, `empty`, `nxdomain`, `error`).
+    discovery_resolutions_total: IntCounterVec,
+    /// `healthgate_discovery_nodes{name}`: nodes each `discovery` name stands for now.
+    discovery_nodes: IntGaugeVec,
+}
+
+/// How one DNS resolution of a `discovery` name ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// One or more addresses.
+    Success,
+    /// The name exists and has no address (NODATA).
+    Empty,
+    /// The name does not exist.
+    NxDomain,
+    /// No usable answer: timeout, SERVFAIL, refused.
+    Error,
+}
+
+impl Resolution {
+    /// Every result, for pre-registering label sets.
+    pub const ALL: [Resolution; 4] = [
+        Resolution::Success,
+        Resolution::Empty,
+        Resolution::NxDomain,
+        Resolution::Error,
+    ];
+
+    /// The metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Success => "success",
+            Resolution::Empty => "empty",
+            Resolution::NxDomain => "nxdomain",
+            Resolution::Error => "error",
+        }
+    }
 }
 
 impl Metrics {
@@ -155,6 +193,20 @@ impl Metrics {
                 ),
                 &["listener"],
             )?,
+            discovery_resolutions_total: IntCounterVec::new(
+                Opts::new(
+                    "healthgate_discovery_resolutions_total",
+                    "DNS resolutions of each discovery name by result (success, empty, nxdomain, error); on any but success the last known nodes stay",
+                ),
+                &["name", "result"],
+            )?,
+            discovery_nodes: IntGaugeVec::new(
+                Opts::new(
+                    "healthgate_discovery_nodes",
+                    "Nodes each discovery name stands for now (its last known addresses, at most max_nodes)",
+                ),
+                &["name"],
+            )?,
         };
         // Every label value exists from the start, so a rate() or an alert sees a zero.
         for result in ["success", "failure"] {
@@ -178,6 +230,8 @@ impl Metrics {
             Box::new(metrics.tunnels.clone()),
             Box::new(metrics.tls_handshake_failures_total.clone()),
             Box::new(metrics.tls_certificate_expiry_seconds.clone()),
+            Box::new(metrics.discovery_resolutions_total.clone()),
+            Box::new(metrics.discovery_nodes.clone()),
         ] {
             metrics.registry.register(c)?;
         }
@@ -198,6 +252,35 @@ impl Metrics {
         self.tls_certificate_expiry_seconds
             .with_label_values(&[listener])
             .set(seconds);
+    }
+
+    /// Count a resolution of the `discovery` name `name`.
+    pub fn count_resolution(&self, name: &str, result: Resolution) {
+        for r in Resolution::ALL {
+            // Every result of a name exists from its first resolution on.
+            let counter = self
+                .discovery_resolutions_total
+                .with_label_values(&[name, r.as_str()]);
+            if r == result {
+                counter.inc();
+            }
+        }
+    }
+
+    /// The number of nodes the `discovery` name `name` stands for now.
+    pub fn set_discovered(&self, name: &str, nodes: usize) {
+        let nodes = i64::try_from(nodes).unwrap_or(i64::MAX);
+        self.discovery_nodes.with_label_values(&[name]).set(nodes);
+    }
+
+    /// Drop the series of a `discovery` name a reload removed.
+    pub fn forget_discovery(&self, name: &str) {
+        let _ = self.discovery_nodes.remove_label_values(&[name]);
+        for r in Resolution::ALL {
+            let _ = self
+                .discovery_resolutions_total
+                .remove_label_values(&[name, r.as_str()]);
+        }
     }
 
     /// Count a connect that failed for a local reason; returns the count so far from this

@@ -1,5 +1,6 @@
 //! Turns the serde model into a typed [`Config`], one small function per rule.
 
+mod discovery;
 mod nodes;
 mod tls;
 
@@ -71,7 +72,9 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         Some(path) => Some(file_in_existing_directory(path, "drain_file")?),
         None => None,
     };
-    let nodes = nodes(&raw.nodes, &upstream_tls)?;
+    let discovery = discovery::discovery(raw.discovery.as_ref(), &upstream_tls)?;
+    let resolver = discovery::resolver(raw.resolver.as_ref())?;
+    let nodes = nodes(raw.nodes.as_ref(), &upstream_tls, !discovery.is_empty())?;
     let readiness = readiness(&raw.readiness)?;
     let liveness = liveness(&raw.liveness)?;
     let retries = match &raw.balancing.retries {
@@ -87,6 +90,8 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         drain_file,
         threads,
         nodes,
+        discovery,
+        resolver,
         readiness,
         liveness,
         balancing: BalancingConfig {

@@ -3,7 +3,7 @@
 
 use super::{Rule, RuleError, fail, int_in_range, position};
 use crate::config::defaults;
-use crate::config::raw::RawNode;
+use crate::config::raw::{RawNode, RawUpstreamTls};
 use crate::config::{NodeConfig, Scheme, UpstreamTlsConfig};
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -54,6 +54,72 @@ fn port(
     }
 }
 
+/// What a node entry and a discovery entry share: ports (given, or MI's base + offset),
+/// scheme, TLS and weight.
+pub(super) struct Serving<'a> {
+    pub offset: Option<&'a Spanned<i64>>,
+    pub traffic_port: Option<&'a Spanned<i64>>,
+    pub health_port: Option<&'a Spanned<i64>>,
+    pub weight: Option<&'a Spanned<i64>>,
+    pub scheme: Option<Scheme>,
+    pub tls: Option<&'a Spanned<RawUpstreamTls>>,
+}
+
+/// The validated [`Serving`] parts.
+pub(super) struct Served {
+    pub traffic_port: u16,
+    pub health_port: u16,
+    pub weight: u32,
+    pub scheme: Scheme,
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+impl Serving<'_> {
+    /// Validate under `prefix` (`nodes[2]`, `discovery[0]`), with `upstream` as the TLS
+    /// defaults.
+    pub fn validate(&self, prefix: &str, upstream: &UpstreamTlsConfig) -> Rule<Served> {
+        let scheme = self.scheme.unwrap_or(Scheme::Http);
+        let base = match scheme {
+            Scheme::Http => MI_TRAFFIC_BASE,
+            Scheme::Https => MI_HTTPS_BASE,
+        };
+        let traffic_port = port(self.traffic_port, self.offset, base, prefix, "traffic_port")?;
+        let health_port = port(
+            self.health_port,
+            self.offset,
+            MI_HEALTH_BASE,
+            prefix,
+            "health_port",
+        )?;
+        let weight = match self.weight {
+            Some(w) => int_in_range(w, &format!("{prefix}.weight"), 1, MAX_WEIGHT)? as u32,
+            None => 1,
+        };
+        let tls = match (scheme, self.tls) {
+            (Scheme::Https, tls) => Some(super::tls::upstream(
+                tls,
+                upstream,
+                &format!("{prefix}.tls"),
+            )?),
+            (Scheme::Http, Some(tls)) => {
+                return fail(
+                    tls,
+                    format!("{prefix}.tls"),
+                    "TLS settings need `scheme: https`",
+                );
+            }
+            (Scheme::Http, None) => None,
+        };
+        Ok(Served {
+            traffic_port,
+            health_port,
+            weight,
+            scheme,
+            tls,
+        })
+    }
+}
+
 fn node(raw: &Spanned<RawNode>, index: usize, upstream: &UpstreamTlsConfig) -> Rule<NodeConfig> {
     let n = &raw.value;
     let prefix = format!("nodes[{index}]");
@@ -65,28 +131,15 @@ fn node(raw: &Spanned<RawNode>, index: usize, upstream: &UpstreamTlsConfig) -> R
             format!("{:?} is not a host name or IP address", n.host.value),
         );
     }
-    let scheme = n.scheme.unwrap_or(Scheme::Http);
-    let traffic_port = port(
-        n.traffic_port.as_ref(),
-        n.offset.as_ref(),
-        match scheme {
-            Scheme::Http => MI_TRAFFIC_BASE,
-            Scheme::Https => MI_HTTPS_BASE,
-        },
-        &prefix,
-        "traffic_port",
-    )?;
-    let health_port = port(
-        n.health_port.as_ref(),
-        n.offset.as_ref(),
-        MI_HEALTH_BASE,
-        &prefix,
-        "health_port",
-    )?;
-    let weight = match &n.weight {
-        Some(w) => int_in_range(w, &format!("{prefix}.weight"), 1, MAX_WEIGHT)? as u32,
-        None => 1,
-    };
+    let served = Serving {
+        offset: n.offset.as_ref(),
+        traffic_port: n.traffic_port.as_ref(),
+        health_port: n.health_port.as_ref(),
+        weight: n.weight.as_ref(),
+        scheme: n.scheme,
+        tls: n.tls.as_ref(),
+    }
+    .validate(&prefix, upstream)?;
     let name = match &n.name {
         Some(name) if name.value.trim().is_empty() => {
             return fail(
@@ -103,39 +156,37 @@ fn node(raw: &Spanned<RawNode>, index: usize, upstream: &UpstreamTlsConfig) -> R
             );
         }
         Some(name) => name.value.trim().to_string(),
-        None => format!("{host}:{traffic_port}"),
-    };
-    let tls = match (scheme, &n.tls) {
-        (Scheme::Https, tls) => Some(super::tls::upstream(
-            tls.as_ref(),
-            upstream,
-            &format!("{prefix}.tls"),
-        )?),
-        (Scheme::Http, Some(tls)) => {
-            return fail(
-                tls,
-                format!("{prefix}.tls"),
-                "TLS settings need `scheme: https` on the node",
-            );
-        }
-        (Scheme::Http, None) => None,
+        None => format!("{host}:{}", served.traffic_port),
     };
     Ok(NodeConfig {
         name,
         host,
-        traffic_port,
-        scheme,
-        tls,
-        health_port,
-        weight,
+        traffic_port: served.traffic_port,
+        scheme: served.scheme,
+        tls: served.tls,
+        health_port: served.health_port,
+        weight: served.weight,
     })
 }
 
+/// `nodes`; empty (or absent) only when `discovery` may find some.
 pub(super) fn nodes(
-    raw: &Spanned<Vec<Spanned<RawNode>>>,
+    raw: Option<&Spanned<Vec<Spanned<RawNode>>>>,
     upstream: &UpstreamTlsConfig,
+    discovery: bool,
 ) -> Rule<Vec<NodeConfig>> {
-    if raw.value.is_empty() {
+    let Some(raw) = raw else {
+        if discovery {
+            return Ok(Vec::new());
+        }
+        return Err(RuleError {
+            position: Some((1, 1)),
+            path: "nodes".into(),
+            message: "at least one node is needed: list `nodes`, or names under `discovery`"
+                .into(),
+        });
+    };
+    if raw.value.is_empty() && !discovery {
         return fail(raw, "nodes", "at least one node is needed");
     }
     let mut names: HashMap<String, usize> = HashMap::new();

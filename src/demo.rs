@@ -272,8 +272,8 @@ fn banner(args: &DemoArgs, nodes: &[DemoNode], tls: Option<&DemoTls>) -> String 
             let (url, ca) = (tls_url(args.tls_listen), shell_word(&tls.files.ca));
             let _ = write!(
                 text,
-                "  curl -i --cacert {ca} {url}\n  \
-                 curl -i --http2 --cacert {ca} {url}     # HTTP/2 to the proxy, HTTP/1.1 over TLS to the nodes\n"
+                "  curl -i --cacert {ca} {url}           # HTTPS to the proxy and on to the nodes\n  \
+                 curl -i --http2 --cacert {ca} {url}   # HTTP/2 to the proxy, HTTP/1.1 over TLS to the nodes\n"
             );
         }
         let _ = write!(

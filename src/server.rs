@@ -2,10 +2,10 @@
 //! the admin service, and the supervisor (pollers, reloads) as a background service.
 
 use crate::admin::AdminApp;
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, Planned, resolve_configured};
 use crate::config::Config;
 use crate::proxy::HealthgateProxy;
-use crate::supervisor::{CertificateError, Certificates, Supervisor};
+use crate::supervisor::{CertificateError, Certificates, Discovery, Supervisor};
 use crate::telemetry::Metrics;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::Opt;
@@ -48,6 +48,12 @@ pub enum StartError {
     /// The metrics registry rejected a metric.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// A node's host name did not resolve.
+    #[error("{0}")]
+    Resolve(String),
+    /// The runtime that resolves host names at start could not be made.
+    #[error("cannot start a runtime to resolve host names: {0}")]
+    Runtime(std::io::Error),
     /// A TLS listener's certificate or key cannot be used.
     #[error(transparent)]
     Certificate(#[from] CertificateError),
@@ -77,7 +83,9 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
         check_listeners(config)?;
     }
     let certificates = Arc::new(Certificates::load(config)?);
-    let cluster = Arc::new(Cluster::new(config, Metrics::new()?)?);
+    let metrics = Metrics::new()?;
+    let (planned, discovery) = resolve_at_start(config, &metrics)?;
+    let cluster = Arc::new(Cluster::new(config, metrics, planned)?);
     certificates.report(cluster.metrics());
 
     let conf = ServerConf {
@@ -133,6 +141,7 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
             config,
             launch.config_path.clone(),
             certificates,
+            discovery,
         ),
     );
 
@@ -140,6 +149,38 @@ pub fn build(config: &Config, launch: &Launch) -> Result<Healthgate, StartError>
     server.add_service(admin);
     server.add_service(supervisor);
     Ok(Healthgate { server, cluster })
+}
+
+/// The nodes to start with: the configured ones (host names asked of DNS) and those the
+/// `discovery` names stand for now (a name that does not resolve yet adds none: it is
+/// asked again on its schedule). The discovery state goes on to the supervisor.
+fn resolve_at_start(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<(Vec<Planned>, Option<Discovery>), StartError> {
+    let mut discovery = match Discovery::new(config, metrics.clone()) {
+        Ok(discovery) => discovery,
+        Err(e) => {
+            log::warn!("{e}; node host names are resolved once, by the system");
+            let planned =
+                resolve_configured(config).map_err(|e| StartError::Resolve(e.to_string()))?;
+            return Ok((planned, None));
+        }
+    };
+    // Pingora's runtimes do not run yet: a runtime of its own, for these few lookups.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let planned = runtime
+        .block_on(async {
+            let mut planned = discovery.configured(config).await?;
+            discovery.refresh(config).await;
+            planned.extend(discovery.discovered_nodes(config, &planned));
+            Ok::<_, String>(planned)
+        })
+        .map_err(StartError::Resolve)?;
+    Ok((planned, Some(discovery)))
 }
 
 /// Load every certificate, key and CA file `config` names, as a start would, without

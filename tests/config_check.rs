@@ -28,7 +28,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "missing-nodes",
         "listen: 127.0.0.1:80\n",
-        ":1:1: missing field `nodes`",
+        ":1:1: nodes: at least one node is needed: list `nodes`, or names under `discovery`",
     ),
     (
         "duplicate-name",

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use drains::DrainFile;
 pub use drains::{DrainError, Drained};
 use member::{Member, MemberSet};
-pub use reload::{Planned, ReloadSummary, resolve_configured, restart_only_changes};
+pub use reload::{Occasion, Planned, ReloadSummary, resolve_configured, restart_only_changes};
 pub use report::{LastProbe, MemberReport};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -107,9 +107,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Resolve every node and build the cluster; every node starts in `starting`, undrained
-    /// (the drain file is read when probing starts: [`Cluster::restore_drains`]).
-    pub fn new(config: &Config, metrics: Metrics) -> Result<Cluster, ClusterError> {
+    /// Build the cluster with the `planned` nodes (resolved by the caller); every node
+    /// starts in `starting`, undrained (the drain file is read when probing starts:
+    /// [`Cluster::restore_drains`]).
+    pub fn new(
+        config: &Config,
+        metrics: Metrics,
+        planned: Vec<Planned>,
+    ) -> Result<Cluster, ClusterError> {
         let drains = config.drain_file.clone().map(DrainFile::new);
         let cluster = Cluster {
             members: ArcSwap::from_pointee(MemberSet::default()),
@@ -128,17 +133,7 @@ impl Cluster {
             last_local_error_ms: AtomicU64::new(0),
             started: Instant::now(),
         };
-        let mut list = Vec::with_capacity(config.nodes.len());
-        let mut connectors = node_tls::Connectors::default();
-        for (index, node) in config.nodes.iter().enumerate() {
-            let tls = connectors.for_node(&format!("nodes[{index}]"), node)?;
-            let backend = cluster.new_backend(node, resolve(index, node)?, tls);
-            list.push(Arc::new(Member::new(backend, false)));
-        }
-        for warning in connectors.warnings {
-            log::warn!("{warning}");
-        }
-        cluster.members.store(Arc::new(MemberSet::new(list)));
+        cluster.run_with(config, planned, Occasion::Start)?;
         Ok(cluster)
     }
 

@@ -51,6 +51,17 @@ pub struct Planned {
     pub origin: String,
 }
 
+/// Why the cluster is given a node set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Occasion {
+    /// The process starts: no table is published yet.
+    Start,
+    /// A reload: TLS warnings are logged again.
+    Reload,
+    /// DNS changed a node set: quietly.
+    Discovery,
+}
+
 /// `config`'s own nodes at their addresses. Blocking: a host name is resolved by the
 /// system's resolver. Fails on the first that does not resolve.
 pub fn resolve_configured(config: &Config) -> Result<Vec<Planned>, ClusterError> {
@@ -76,13 +87,12 @@ impl Cluster {
     /// Run with exactly the `planned` nodes, under `config`'s settings. A node whose name,
     /// addresses and scheme stay keeps its member (state, counters, pooled connections);
     /// any other is new and starts in `starting`; a member not planned leaves the table at
-    /// once while its requests in flight finish. `announce`: log the TLS warnings (at a
-    /// start or reload, not at every change discovery brings).
+    /// once while its requests in flight finish. `occasion` says why (see [`Occasion`]).
     pub fn run_with(
         &self,
         config: &Config,
         planned: Vec<Planned>,
-        announce: bool,
+        occasion: Occasion,
     ) -> Result<ReloadSummary, ClusterError> {
         let _one_at_a_time = self.one_change_at_a_time();
         let current = self.members.load_full();
@@ -121,7 +131,7 @@ impl Cluster {
                 },
             });
         }
-        if announce {
+        if occasion != Occasion::Discovery {
             for warning in &connectors.warnings {
                 log::warn!("{warning}");
             }
@@ -181,7 +191,10 @@ impl Cluster {
         self.router
             .set_policy(config.balancing.algorithm, config.balancing.slow_start);
         self.members.store(Arc::new(MemberSet::new(list)));
-        self.rebuild_table(true);
+        // At start the first table comes with the first verdicts (generation 0 until then).
+        if occasion != Occasion::Start {
+            self.rebuild_table(true);
+        }
         Ok(summary)
     }
 }

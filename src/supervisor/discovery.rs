@@ -43,12 +43,14 @@ impl Discovery {
     pub fn new(config: &Config, metrics: Metrics) -> Result<Discovery, String> {
         let (resolver_config, mut options) = match config.resolver {
             Some(server) => {
-                let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+                let servers =
+                    NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
                 let config = ResolverConfig::from_parts(None, Vec::new(), servers);
                 (config, Default::default())
             }
-            None => hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("cannot read the system's DNS configuration ({e}); set `resolver`"))?,
+            None => hickory_resolver::system_conf::read_system_conf().map_err(|e| {
+                format!("cannot read the system's DNS configuration ({e}); set `resolver`")
+            })?,
         };
         // Every round asks again: a cached answer would hide a pod that moved.
         options.cache_size = 0;
@@ -67,6 +69,57 @@ impl Discovery {
             hosts: HashMap::new(),
             due: HashMap::new(),
         })
+    }
+
+    /// The same state with a resolver of its own: for the runtime that uses it from now on
+    /// (a resolver keeps connections on the runtime it was first used on).
+    pub fn renewed(self, config: &Config) -> Result<Discovery, String> {
+        let fresh = Discovery::new(config, self.metrics.clone())?;
+        Ok(Discovery {
+            resolver: fresh.resolver,
+            ..self
+        })
+    }
+
+    /// `config`'s own nodes at their addresses, every host name asked now (all at once).
+    /// Fails on the first that does not resolve (a start or reload stops there).
+    pub async fn configured(&mut self, config: &Config) -> Result<Vec<Planned>, String> {
+        let mut asking = JoinSet::new();
+        let hosts: BTreeSet<String> = followed(config)
+            .filter(|(_, _, is_discovery)| !is_discovery)
+            .map(|(name, _, _)| name)
+            .collect();
+        for host in hosts {
+            let resolver = self.resolver.clone();
+            asking.spawn(async move { ask(&resolver, host).await });
+        }
+        let mut failed = HashMap::new();
+        while let Some(done) = asking.join_next().await {
+            let Ok((host, answer)) = done else {
+                continue;
+            };
+            match answer {
+                Ok(_) => {
+                    self.host_resolved((host, answer));
+                }
+                Err((_, why)) => {
+                    failed.insert(host, why);
+                }
+            }
+        }
+        if let Some((index, node)) = config
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| failed.contains_key(&n.host))
+        {
+            let why = failed.get(&node.host).map_or("", String::as_str);
+            return Err(format!(
+                "nodes[{index}] ({}): cannot resolve {:?}: {why}",
+                node.name, node.host
+            ));
+        }
+        Ok(self.planned_configured(config, |_| None))
     }
 
     /// When the next name is due; `None` if nothing is followed.
@@ -150,7 +203,11 @@ impl Discovery {
             self.outcomes.insert(name.clone(), outcome);
         }
         let known = match addresses {
-            Some(addresses) => self.known.entry(name.clone()).insert_entry(addresses).into_mut(),
+            Some(addresses) => self
+                .known
+                .entry(name.clone())
+                .insert_entry(addresses)
+                .into_mut(),
             None => self.known.entry(name.clone()).or_default(),
         };
         self.metrics.set_discovered(&name, known.len());
@@ -193,6 +250,17 @@ impl Discovery {
         config: &Config,
         current: impl Fn(&str) -> Option<Addresses>,
     ) -> Vec<Planned> {
+        let mut out = self.planned_configured(config, current);
+        out.extend(self.discovered_nodes(config, &out));
+        out
+    }
+
+    /// The configured part of [`Discovery::planned`].
+    fn planned_configured(
+        &self,
+        config: &Config,
+        current: impl Fn(&str) -> Option<Addresses>,
+    ) -> Vec<Planned> {
         let mut out: Vec<Planned> = Vec::new();
         for (index, node) in config.nodes.iter().enumerate() {
             let ip = node
@@ -213,15 +281,13 @@ impl Discovery {
                 origin: format!("nodes[{index}]"),
             });
         }
-        out.extend(self.discovered_nodes(config, &out));
         out
     }
 
     /// The discovered part of [`Discovery::planned`], given the configured part.
     pub fn discovered_nodes(&self, config: &Config, configured: &[Planned]) -> Vec<Planned> {
         let mut names: HashSet<String> = configured.iter().map(|p| p.node.name.clone()).collect();
-        let mut traffic: HashSet<SocketAddr> =
-            configured.iter().map(|p| p.addresses.0).collect();
+        let mut traffic: HashSet<SocketAddr> = configured.iter().map(|p| p.addresses.0).collect();
         let mut out = Vec::new();
         for (index, entry) in config.discovery.iter().enumerate() {
             for ip in self.known.get(&entry.dns).into_iter().flatten() {
@@ -295,13 +361,26 @@ async fn ask(resolver: &TokioResolver, name: String) -> Answer {
                 false => Ok(addresses),
             }
         }
-        Err(e) if e.is_nx_domain() => Err((Resolution::NxDomain, "NXDOMAIN".to_string())),
-        Err(e) if e.is_no_records_found() => {
-            Err((Resolution::Empty, "no address in the answer".to_string()))
-        }
-        Err(e) => Err((Resolution::Error, format!("resolution failed: {e}"))),
+        Err(e) => Err(classify(&e)),
     };
     (name, answer)
+}
+
+/// Why a lookup gave no address. hickory reports NXDOMAIN, NODATA and SERVFAIL alike as
+/// "no records found": the response code tells them apart.
+fn classify(e: &hickory_resolver::ResolveError) -> (Resolution, String) {
+    use hickory_resolver::proto::ProtoErrorKind;
+    use hickory_resolver::proto::op::ResponseCode;
+    let code = e.proto().and_then(|p| match p.kind() {
+        ProtoErrorKind::NoRecordsFound { response_code, .. } => Some(*response_code),
+        _ => None,
+    });
+    match code {
+        Some(ResponseCode::NXDomain) => (Resolution::NxDomain, "NXDOMAIN".to_string()),
+        Some(ResponseCode::NoError) => (Resolution::Empty, "no address in the answer".to_string()),
+        Some(code) => (Resolution::Error, format!("the DNS server answered {code}")),
+        None => (Resolution::Error, format!("resolution failed: {e}")),
+    }
 }
 
 /// `3 node(s): +127.0.0.4 -127.0.0.2`.

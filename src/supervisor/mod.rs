@@ -8,10 +8,10 @@ mod poller;
 
 pub use certificates::{CertificateError, Certificates, EXPIRY_WARNING};
 
-use crate::cluster::{Cluster, Planned, ReloadSummary, restart_only_changes};
-use discovery::Discovery;
+use crate::cluster::{Cluster, Occasion, ReloadSummary, restart_only_changes};
 use crate::config::Config;
 use async_trait::async_trait;
+pub use discovery::Discovery;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
@@ -29,6 +29,8 @@ pub struct Supervisor {
     started_with: Config,
     /// The TLS listeners' certificates, read again on every reload.
     certificates: Arc<Certificates>,
+    /// What DNS said at start (taken when the service starts; `None`: DNS is off).
+    discovery: std::sync::Mutex<Option<Discovery>>,
 }
 
 impl Supervisor {
@@ -38,12 +40,14 @@ impl Supervisor {
         config: &Config,
         path: Option<PathBuf>,
         certificates: Arc<Certificates>,
+        discovery: Option<Discovery>,
     ) -> Supervisor {
         Supervisor {
             cluster,
             path,
             started_with: config.clone(),
             certificates,
+            discovery: std::sync::Mutex::new(discovery),
         }
     }
 
@@ -52,7 +56,7 @@ impl Supervisor {
     /// discovery knows of. On any error the running configuration stays.
     async fn reload(
         &self,
-        discovery: Option<&Discovery>,
+        discovery: Option<&mut Discovery>,
     ) -> Result<(Config, ReloadSummary), String> {
         let Some(path) = self.path.clone() else {
             return Err("no configuration file to reload (demo)".into());
@@ -61,17 +65,26 @@ impl Supervisor {
         let loaded = tokio::task::spawn_blocking(move || load(&certificates, &path))
             .await
             .unwrap_or_else(|e| Err(format!("reload task failed: {e}")))?;
-        let Loaded {
-            config,
-            swaps,
-            mut planned,
-        } = loaded;
-        if let Some(discovery) = discovery {
-            planned.extend(discovery.discovered_nodes(&config, &planned));
-        }
+        let Loaded { config, swaps } = loaded;
+        let planned = match discovery {
+            Some(discovery) => {
+                let mut planned = discovery.configured(&config).await?;
+                planned.extend(discovery.discovered_nodes(&config, &planned));
+                planned
+            }
+            None => {
+                let config = config.clone();
+                let resolved = tokio::task::spawn_blocking(move || {
+                    crate::cluster::resolve_configured(&config)
+                })
+                .await
+                .map_err(|e| format!("reload task failed: {e}"))?;
+                resolved.map_err(|e| e.to_string())?
+            }
+        };
         let summary = self
             .cluster
-            .run_with(&config, planned, true)
+            .run_with(&config, planned, Occasion::Reload)
             .map_err(|e| e.to_string())?;
         let swapped = self.certificates.swap(swaps);
         self.certificates.report(self.cluster.metrics());
@@ -93,13 +106,17 @@ impl Supervisor {
     }
 
     /// Ask DNS what is due; when a node set changed, run with the new one.
-    async fn rediscover(&self, discovery: &mut Discovery, config: &Config) -> Option<ReloadSummary> {
+    async fn rediscover(
+        &self,
+        discovery: &mut Discovery,
+        config: &Config,
+    ) -> Option<ReloadSummary> {
         if !discovery.refresh(config).await {
             return None;
         }
         let cluster = &self.cluster;
         let planned = discovery.planned(config, |name| cluster.addresses_of(name));
-        match cluster.run_with(config, planned, false) {
+        match cluster.run_with(config, planned, Occasion::Discovery) {
             Ok(summary) => {
                 log::info!("discovery: {}", summary.describe());
                 Some(summary)
@@ -112,27 +129,21 @@ impl Supervisor {
     }
 }
 
-/// A configuration file read again, with everything in it that can fail checked: the
-/// listeners' new certificates (not yet in use) and the configured nodes' addresses.
+/// A configuration file read again, with its listeners' new certificates (loaded and
+/// checked, not yet in use).
 struct Loaded {
     config: Config,
     swaps: Vec<certificates::Swap>,
-    planned: Vec<Planned>,
 }
 
-/// Read and check the file at `path`. Blocking: it reads files and may resolve host names.
+/// Read and check the file at `path`. Blocking: it reads files.
 fn load(certificates: &Certificates, path: &Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let file = path.display();
     let swaps = certificates
         .prepare(&config)
         .map_err(|e| format!("{file}: {e}"))?;
-    let planned = crate::cluster::resolve_configured(&config).map_err(|e| e.to_string())?;
-    Ok(Loaded {
-        config,
-        swaps,
-        planned,
-    })
+    Ok(Loaded { config, swaps })
 }
 
 /// Start the pollers of the nodes `summary` added, stop those of the ones it removed.
@@ -172,12 +183,14 @@ impl BackgroundService for Supervisor {
                 .collect();
         log::info!("health checking {} node(s)", pollers.len());
         let mut config = self.started_with.clone();
-        let mut discovery = match Discovery::new(&config, self.cluster.metrics().clone()) {
-            Ok(discovery) => Some(discovery),
-            Err(e) => {
+        let started = self.discovery.lock().ok().and_then(|mut d| d.take());
+        let mut discovery = match started.map(|d| d.renewed(&config)) {
+            Some(Ok(discovery)) => Some(discovery),
+            Some(Err(e)) => {
                 log::error!("DNS discovery and re-resolution are off: {e}");
                 None
             }
+            None => None,
         };
         loop {
             let hangup = async {
@@ -209,22 +222,20 @@ impl BackgroundService for Supervisor {
                         update_pollers(&self.cluster, &mut pollers, summary, &for_pollers);
                     }
                 }
-                Event::Reload => {
-                    match self.reload(discovery.as_ref()).await {
-                        Ok((reloaded, summary)) => {
-                            update_pollers(&self.cluster, &mut pollers, summary, &for_pollers);
-                            self.cluster.metrics().count_reload(true);
-                            if let Some(d) = discovery.as_mut() {
-                                d.retain(&reloaded);
-                            }
-                            config = reloaded;
+                Event::Reload => match self.reload(discovery.as_mut()).await {
+                    Ok((reloaded, summary)) => {
+                        update_pollers(&self.cluster, &mut pollers, summary, &for_pollers);
+                        self.cluster.metrics().count_reload(true);
+                        if let Some(d) = discovery.as_mut() {
+                            d.retain(&reloaded);
                         }
-                        Err(e) => {
-                            log::error!("reload failed, the running configuration stays: {e}");
-                            self.cluster.metrics().count_reload(false);
-                        }
+                        config = reloaded;
                     }
-                }
+                    Err(e) => {
+                        log::error!("reload failed, the running configuration stays: {e}");
+                        self.cluster.metrics().count_reload(false);
+                    }
+                },
             }
         }
         for task in pollers.into_values() {

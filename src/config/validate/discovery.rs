@@ -27,7 +27,12 @@ pub(super) fn discovery(
     for (index, entry) in raw.value.iter().enumerate() {
         let d = &entry.value;
         let prefix = format!("discovery[{index}]");
-        let name = d.dns.value.trim().trim_end_matches('.').to_ascii_lowercase();
+        let name = d
+            .dns
+            .value
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if !is_dns_name(&name) {
             return fail(
                 &d.dns,
@@ -51,16 +56,14 @@ pub(super) fn discovery(
             return fail(
                 &d.dns,
                 format!("{prefix}.dns"),
-                format!("{name} on port {} is already discovery[{first}]", served.traffic_port),
+                format!(
+                    "{name} on port {} is already discovery[{first}]",
+                    served.traffic_port
+                ),
             );
         }
         let interval_path = format!("{prefix}.interval");
-        let interval = duration(
-            d.interval.as_ref(),
-            &interval_path,
-            DEFAULT_INTERVAL,
-            false,
-        )?;
+        let interval = duration(d.interval.as_ref(), &interval_path, DEFAULT_INTERVAL, false)?;
         let max_nodes = match &d.max_nodes {
             Some(n) => int_in_range(n, &format!("{prefix}.max_nodes"), 1, MAX_NODES)?,
             None => DEFAULT_MAX_NODES,
@@ -93,7 +96,10 @@ pub(super) fn resolver(raw: Option<&Spanned<String>>) -> Rule<Option<SocketAddr>
         Err(_) => fail(
             text,
             "resolver",
-            format!("{:?} is not a DNS server address; write it as IP or IP:PORT, e.g. 10.96.0.10:53", text.value),
+            format!(
+                "{:?} is not a DNS server address; write it as IP or IP:PORT, e.g. 10.96.0.10:53",
+                text.value
+            ),
         ),
     }
 }

@@ -182,8 +182,7 @@ pub(super) fn nodes(
         return Err(RuleError {
             position: Some((1, 1)),
             path: "nodes".into(),
-            message: "at least one node is needed: list `nodes`, or names under `discovery`"
-                .into(),
+            message: "at least one node is needed: list `nodes`, or names under `discovery`".into(),
         });
     };
     if raw.value.is_empty() && !discovery {

@@ -86,6 +86,8 @@ pub struct ProxyConfig {
     pub https_nodes: bool,
     /// A TLS listener beside the plain one: its address, certificate and key files.
     pub tls_listener: Option<(SocketAddr, PathBuf, PathBuf)>,
+    /// Every node's `host` is this name instead of its IP address.
+    pub node_host: Option<String>,
 }
 
 impl ProxyConfig {
@@ -117,6 +119,7 @@ impl ProxyConfig {
             open_files: None,
             https_nodes: false,
             tls_listener: None,
+            node_host: None,
         }
     }
 
@@ -196,7 +199,9 @@ impl ProxyConfig {
             let _ = writeln!(
                 y,
                 "  - name: {name}\n    host: {}\n    traffic_port: {}\n    health_port: {}\n    weight: {weight}",
-                traffic.ip(),
+                self.node_host
+                    .clone()
+                    .unwrap_or_else(|| traffic.ip().to_string()),
                 traffic.port(),
                 health.port()
             );

@@ -19,7 +19,7 @@
 //! | [`telemetry`] | counters and histograms; rendering the Prometheus text format |
 //! | [`routing`] | backends, the routing table and its one swap, selectors, outlier records |
 //! | [`cluster`] | members: evidence → flips → table rebuilds; reloads; drains; scrapes |
-//! | [`supervisor`] | one poller per node, SIGHUP reloads |
+//! | [`supervisor`] | one poller per node, SIGHUP reloads, DNS discovery and re-resolution |
 //! | [`admin`] | the admin listener's HTTP: metrics, status, the page, operator actions |
 //! | [`proxy`] | the request loop (hyper over Pingora's listeners): pick, retry, passive eviction, headers, tunnels, 503 |
 //! | [`server`] | the Pingora server: listeners, services, shutdown |
@@ -36,6 +36,11 @@
 //!   its drain flag and its outlier record (`cluster::member`).
 //! - **backend** — what the hot path needs of a member: addresses, prebuilt peer, in-flight
 //!   count, counters ([`routing::Backend`]).
+//! - **discovery** — a DNS name under `discovery` standing for every node at its addresses,
+//!   asked again on a schedule (`supervisor/discovery.rs`); a discovered node is named
+//!   `ip:traffic_port`. A **planned** node ([`cluster::Planned`]) is a configured or
+//!   discovered node with its resolved addresses: the cluster runs with exactly the planned
+//!   set ([`cluster::Cluster::run_with`]), at start, on a reload and when DNS changes it.
 //! - **probe** — one check of a node, of a [`health::ProbeKind`] (readiness, liveness, tcp),
 //!   ending in a [`health::ProbeOutcome`]; a **round** is a poller's readiness or liveness
 //!   turn (one or two probes).

@@ -269,3 +269,50 @@ async fn a_configured_host_name_that_moves_is_followed() {
     assert_eq!(response.status(), 200);
     assert!(b.traffic_requests() >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_discovery_names_and_max_nodes_caps_a_name() {
+    let dns = DnsServer::start().await;
+    let ports = pod_ports();
+    let _pods: Vec<SimNode> = (2..=5).map(|last| pod(last, ports)).collect();
+    dns.set(NAME, &[pod_ip(2), pod_ip(3), pod_ip(4)]);
+    dns.set("other.wso2.test", &[pod_ip(5)]);
+    let entry = |name: &str, cap: usize| {
+        format!(
+            "  - dns: {name}\n    traffic_port: {}\n    health_port: {}\n    interval: 200ms\n    max_nodes: {cap}\n",
+            ports.0, ports.1
+        )
+    };
+    let mut config = ProxyConfig::new(&[]);
+    config.extra_yaml = format!(
+        "resolver: \"{}\"\ndiscovery:\n{}",
+        dns.addr(),
+        entry(NAME, 2)
+    );
+    let proxy = config.start().await;
+    proxy.wait_ready(2).await;
+    assert_eq!(listed(&proxy).await.len(), 2, "max_nodes 2 of 3 addresses");
+    assert!(
+        proxy.log().contains("more than max_nodes 2"),
+        "{}",
+        proxy.log()
+    );
+
+    config.extra_yaml = format!(
+        "resolver: \"{}\"\ndiscovery:\n{}",
+        dns.addr(),
+        entry("other.wso2.test", 10)
+    );
+    proxy.reload(&config);
+    eventually(DEADLINE, "only the other name's pod", || async {
+        listed(&proxy).await == vec![node_name(5, ports)]
+    })
+    .await;
+    proxy.wait_ready(1).await;
+    let metrics = proxy.metrics().await;
+    assert!(
+        !metrics.contains(NAME),
+        "the removed name's series went:\n{metrics}"
+    );
+    assert!(metrics.contains("healthgate_discovery_nodes{name=\"other.wso2.test\"} 1"));
+}

@@ -1,8 +1,8 @@
-//! Applying a new configuration to the running cluster (SIGHUP). Nodes are matched by name:
-//! a node whose host and ports are unchanged keeps its state, counters and pooled
-//! connections (a new weight applies at once); a new or moved node starts in `starting`; a
-//! removed node leaves the routing table at once while requests in flight to it finish. A
-//! reload is all or nothing: it either applies whole or changes nothing.
+//! Running with a new node set (a reload, or DNS changed a name's addresses). Nodes are
+//! matched by name: a node whose host, addresses and scheme are unchanged keeps its state,
+//! counters and pooled connections (a new weight applies at once); a new or moved node
+//! starts in `starting`; a removed node leaves the routing table at once while requests in
+//! flight to it finish. It is all or nothing: it either applies whole or changes nothing.
 
 use super::member::{Member, MemberSet};
 use super::node_tls::Connectors;

@@ -223,3 +223,62 @@ fn an_empty_sni_and_half_a_client_certificate_are_config_errors() {
     let e = invalid("nodes: [{host: h, scheme: ftp}]\n");
     assert!(e.path.starts_with("nodes[0].scheme"), "{e}");
 }
+
+#[test]
+fn discovery_entries_take_node_settings_and_need_no_nodes() {
+    let yaml = r#"
+resolver: 10.96.0.10
+upstream_tls: {sni: localhost}
+discovery:
+  - dns: MI-Headless.wso2.svc.cluster.local.
+    offset: 10
+    scheme: https
+    interval: 2s
+  - dns: mi-plain
+    traffic_port: 8290
+    health_port: 9201
+    max_nodes: 10
+"#;
+    let c = Config::from_yaml("t.yaml", yaml).expect("valid");
+    assert!(c.nodes.is_empty());
+    assert_eq!(c.resolver, Some("10.96.0.10:53".parse().expect("addr")));
+    let (a, b) = (&c.discovery[0], &c.discovery[1]);
+    assert_eq!(a.dns, "mi-headless.wso2.svc.cluster.local");
+    assert_eq!((a.traffic_port, a.health_port), (8253, 9201));
+    assert_eq!(a.interval, Duration::from_secs(2));
+    assert_eq!(a.max_nodes, 5000);
+    assert_eq!(
+        a.tls.as_ref().and_then(|t| t.sni.as_deref()),
+        Some("localhost")
+    );
+    assert_eq!(
+        (b.interval, b.max_nodes, b.scheme),
+        (Duration::from_secs(5), 10, Scheme::Http)
+    );
+    let node = a.node("10.1.2.3".parse().expect("ip"));
+    assert_eq!(
+        (node.name.as_str(), node.host.as_str()),
+        ("10.1.2.3:8253", "10.1.2.3")
+    );
+    let v6 = b.node("fd00::7".parse().expect("ip"));
+    assert_eq!(v6.name, "[fd00::7]:8290");
+    assert!(c.summary().contains("1 DNS name(s)") || c.summary().contains("2 DNS name(s)"));
+}
+
+#[test]
+fn bad_discovery_entries_name_their_key() {
+    let e = invalid("discovery:\n  - dns: \"not a name\"\n");
+    assert_eq!(e.path, "discovery[0].dns");
+    let e = invalid("discovery:\n  - dns: 10.0.0.1\n");
+    assert_eq!(e.path, "discovery[0].dns");
+    let e = invalid("discovery:\n  - dns: a.b\n    interval: 0s\n");
+    assert_eq!(e.path, "discovery[0].interval");
+    let e = invalid("discovery:\n  - dns: a.b\n    max_nodes: 0\n");
+    assert_eq!(e.path, "discovery[0].max_nodes");
+    let e = invalid("discovery:\n  - dns: a.b\n  - dns: A.B.\n");
+    assert_eq!(e.path, "discovery[1].dns");
+    let e = invalid("resolver: dns.example\ndiscovery:\n  - dns: a.b\n");
+    assert_eq!(e.path, "resolver");
+    let e = invalid("discovery: []\n");
+    assert_eq!(e.path, "nodes");
+}

@@ -357,7 +357,6 @@ fn warm_up(config: &Config) -> Duration {
 }
 
 /// A node's traffic and health addresses.
-/// A node's traffic and health addresses.
 pub type Addresses = (SocketAddr, SocketAddr);
 
 /// The traffic and health addresses of `node` (entry `index` of the node list). Blocking: it

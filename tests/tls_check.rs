@@ -51,7 +51,10 @@ fn good_files_pass_and_bad_ones_are_named() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("listen[1].tls.key"), "{stderr}");
-    assert!(stderr.contains(&other.key.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(&other.key.display().to_string()),
+        "{stderr}"
+    );
     assert!(stderr.contains("does not match"), "{stderr}");
 
     // Not PEM, empty, missing.
@@ -82,7 +85,10 @@ fn an_expired_certificate_fails_and_one_ending_soon_is_a_warning() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("expired"), "{stderr}");
-    assert!(stderr.contains(&expired.cert.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(&expired.cert.display().to_string()),
+        "{stderr}"
+    );
 
     let soon = files(&TestPki::expiring_in(5).unwrap(), dir.path(), "soon");
     let out = check(dir.path(), &listener(&soon.cert, &soon.key));
@@ -95,7 +101,11 @@ fn an_expired_certificate_fails_and_one_ending_soon_is_a_warning() {
     let later = files(&later, dir.path(), "later");
     let out = check(dir.path(), &listener(&later.cert, &later.key));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -103,7 +113,10 @@ fn upstream_ca_and_client_files_are_checked_and_verify_false_is_warned() {
     let dir = tempfile::tempdir().unwrap();
     let pki = files(&TestPki::localhost().unwrap(), dir.path(), "pki");
     let nodes = "nodes:\n  - {host: 127.0.0.1, scheme: https}\n";
-    let ok = format!("upstream_tls: {{ca: {}, sni: localhost}}\n{nodes}", pki.ca.display());
+    let ok = format!(
+        "upstream_tls: {{ca: {}, sni: localhost}}\n{nodes}",
+        pki.ca.display()
+    );
     let out = check(dir.path(), &ok);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
@@ -132,5 +145,8 @@ fn upstream_ca_and_client_files_are_checked_and_verify_false_is_warned() {
     let out = check(dir.path(), &unverified);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("warning") && stderr.contains("verify is false"), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("verify is false"),
+        "{stderr}"
+    );
 }

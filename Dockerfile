@@ -20,8 +20,12 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home healthgate
 COPY --from=build /src/target/release/healthgate /src/target/release/mi-sim /usr/local/bin/
 COPY conf/compose.yaml /etc/healthgate/healthgate.yaml
+# The built-in config names its example certificates relative to /etc/healthgate (as
+# docker-compose mounts them); real deployments mount their own (docs/operations.md).
+COPY conf/tls /etc/healthgate/conf/tls
+WORKDIR /etc/healthgate
 USER healthgate
-# Traffic, admin (/metrics, /status, status page).
-EXPOSE 8280 9300
+# Traffic, TLS traffic, admin (/metrics, /status, status page).
+EXPOSE 8280 8443 9300
 ENTRYPOINT ["healthgate"]
 CMD ["--config", "/etc/healthgate/healthgate.yaml"]

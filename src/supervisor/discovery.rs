@@ -18,6 +18,11 @@ use tokio::time::Instant;
 /// How often the host names of `nodes` are resolved again when no `discovery` entry sets a
 /// shorter period.
 const HOST_INTERVAL: Duration = Duration::from_secs(5);
+/// A DNS message holds at most 65,535 bytes: about 4,090 A or 2,340 AAAA records. An
+/// answer this close to that may have been cut (hickory takes a truncated TCP answer
+/// silently), and a server that shuffles its records would hand out a different subset
+/// each round: warned, so the operator splits the set over several names.
+const NEAR_MESSAGE_LIMIT: (usize, usize) = (4000, 2300);
 /// A resolution may take at most this long (and never longer than its name's interval).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -177,6 +182,17 @@ impl Discovery {
             .unwrap_or(usize::MAX);
         let (result, outcome, addresses) = match answer {
             Ok(mut addresses) => {
+                let v6 = addresses.iter().filter(|a| a.is_ipv6()).count();
+                let v4 = addresses.len() - v6;
+                if (v4 >= NEAR_MESSAGE_LIMIT.0 || v6 >= NEAR_MESSAGE_LIMIT.1)
+                    && self.known.get(&name).map(BTreeSet::len) != Some(addresses.len())
+                {
+                    log::warn!(
+                        "discovery {name}: {} addresses in one answer, near what one DNS message holds; \
+                         some may be cut off: split the nodes over several names",
+                        addresses.len()
+                    );
+                }
                 if addresses.len() > cap {
                     log::warn!(
                         "discovery {name}: {} addresses, more than max_nodes {cap}; the first {cap} are used",

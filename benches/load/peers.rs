@@ -117,8 +117,13 @@ pub fn nginx_backend(dir: &Workdir, nodes: &Nodes) -> Result<Proc, String> {
     Ok(proc)
 }
 
-/// `mi-sim` as the backend (one node; it binds one address).
-pub fn mi_sim_backend(dir: &Workdir, nodes: &Nodes) -> Result<Proc, String> {
+/// `mi-sim` as the backend (one node; it binds one address), its traffic port serving HTTPS
+/// with `tls`'s `(cert, key)` if given (the health port stays plain HTTP, as MI's is).
+pub fn mi_sim_backend(
+    dir: &Workdir,
+    nodes: &Nodes,
+    tls: Option<(&Path, &Path)>,
+) -> Result<Proc, String> {
     assert_eq!(nodes.ips.len(), 1, "mi-sim serves one node");
     let mut command = Command::new(mi_sim()?);
     command
@@ -127,6 +132,13 @@ pub fn mi_sim_backend(dir: &Workdir, nodes: &Nodes) -> Result<Proc, String> {
         .args(["--traffic-port", &nodes.traffic_port.to_string()])
         .args(["--health-port", &nodes.health_port.to_string()])
         .env("RUST_LOG", "warn");
+    if let Some((cert, key)) = tls {
+        command
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key);
+    }
     let proc = Proc::spawn("mi-sim", command, &dir.log("mi-sim"))?;
     let health = SocketAddr::from((nodes.ips[0], nodes.health_port));
     wait_until(Duration::from_secs(10), "mi-sim", || {
@@ -148,18 +160,69 @@ pub fn haproxy_with_maxconn(
     port: u16,
     maxconn: usize,
 ) -> Result<Proc, String> {
+    haproxy_configured(dir, nodes, threads, port, maxconn, &ProxyTls::default())
+}
+
+/// [`haproxy`] with TLS as `tls` says: a listener terminating TLS beside the plain one on
+/// `port`, and/or https nodes verified against a CA with SNI `localhost`. Idle connections
+/// to the nodes are shared by every client connection (`http-reuse always`), as
+/// healthgate's pool is: with HAProxy's default (`safe`) the first request of each client
+/// connection gets a node connection of its own, so a new client connection per request
+/// would also cost a new node connection and handshake.
+pub fn haproxy_tls(
+    dir: &Workdir,
+    nodes: &Nodes,
+    threads: usize,
+    port: u16,
+    tls: &ProxyTls,
+) -> Result<Proc, String> {
+    haproxy_configured(dir, nodes, threads, port, 4000, tls)
+}
+
+fn haproxy_configured(
+    dir: &Workdir,
+    nodes: &Nodes,
+    threads: usize,
+    port: u16,
+    maxconn: usize,
+    tls: &ProxyTls,
+) -> Result<Proc, String> {
     let haproxy = find_tool("haproxy").ok_or("haproxy not found (apt-get install haproxy)")?;
+    let reuse = if tls.is_plain() { "safe" } else { "always" };
     let mut cfg = format!(
         "global\n  nbthread {threads}\n  maxconn {maxconn}\n\
          defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n\
-         \x20 option http-keep-alive\n  option forwardfor\n  http-reuse safe\n\
-         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+         \x20 option http-keep-alive\n  option forwardfor\n  http-reuse {reuse}\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n"
+    );
+    if let Some(listener) = &tls.listener {
+        // healthgate sets X-Forwarded-Proto on every listener; so does HAProxy here.
+        let _ = write!(
+            cfg,
+            "  bind 127.0.0.1:{} ssl crt {} alpn h2,http/1.1\n\
+             \x20 http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}\n\
+             \x20 http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}\n",
+            listener.port,
+            listener.pem.display()
+        );
+    }
+    let _ = write!(
+        cfg,
+        "  default_backend be\n\
          backend be\n  balance roundrobin\n  option httpchk GET /healthz\n\
          \x20 default-server check inter 1s port {}\n",
         nodes.health_port
     );
+    // With `port` set, the health checks stay plain HTTP while the traffic is TLS.
+    let server_tls = match &tls.nodes_ca {
+        Some(ca) => format!(
+            " ssl verify required ca-file {} sni str(localhost) verifyhost localhost",
+            ca.display()
+        ),
+        None => String::new(),
+    };
     for (i, ip) in nodes.ips.iter().enumerate() {
-        let _ = writeln!(cfg, "  server n{i} {ip}:{}", nodes.traffic_port);
+        let _ = writeln!(cfg, "  server n{i} {ip}:{}{server_tls}", nodes.traffic_port);
     }
     let path = dir.write("haproxy.cfg", &cfg)?;
     let mut command = Command::new(haproxy);
@@ -218,7 +281,36 @@ pub fn healthgate_binary(
 ) -> Result<Proc, String> {
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = healthgate_config(nodes, threads, port, admin) + extra;
-    let path = dir.write(&format!("{name}.yaml"), &config)?;
+    healthgate_started(dir, nodes, port, admin, binary, name, &config)
+}
+
+/// This bench's healthgate with TLS as `tls` says: a TLS listener beside the plain one on
+/// `port`, and/or https nodes (`scheme: https`, `upstream_tls` with the CA and SNI
+/// `localhost`).
+pub fn healthgate_tls(
+    dir: &Workdir,
+    nodes: &Nodes,
+    threads: usize,
+    port: u16,
+    tls: &ProxyTls,
+) -> Result<Proc, String> {
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = healthgate_config_tls(nodes, threads, port, admin, tls);
+    let binary = Path::new(env!("CARGO_BIN_EXE_healthgate"));
+    healthgate_started(dir, nodes, port, admin, binary, "healthgate", &config)
+}
+
+/// Start `binary` with `config`; wait until every node is ready and `port` answers.
+fn healthgate_started(
+    dir: &Workdir,
+    nodes: &Nodes,
+    port: u16,
+    admin: SocketAddr,
+    binary: &Path,
+    name: &str,
+    config: &str,
+) -> Result<Proc, String> {
+    let path = dir.write(&format!("{name}.yaml"), config)?;
     let mut command = Command::new(binary);
     command.arg("--config").arg(path).env("RUST_LOG", "warn");
     let mut proc = Proc::spawn(name, command, &dir.log(name))?;
@@ -242,20 +334,81 @@ pub fn healthgate_binary(
 /// The YAML for healthgate over `nodes`: MI's documented probe cadence (1 s readiness,
 /// 5 s liveness with a TCP connect), round robin.
 pub fn healthgate_config(nodes: &Nodes, threads: usize, port: u16, admin: SocketAddr) -> String {
+    healthgate_config_tls(nodes, threads, port, admin, &ProxyTls::default())
+}
+
+/// [`healthgate_config`] with TLS as `tls` says.
+pub fn healthgate_config_tls(
+    nodes: &Nodes,
+    threads: usize,
+    port: u16,
+    admin: SocketAddr,
+    tls: &ProxyTls,
+) -> String {
+    let listen = match &tls.listener {
+        None => format!("\"127.0.0.1:{port}\""),
+        Some(l) => format!(
+            "\n  - \"127.0.0.1:{port}\"\n  - {{ address: \"127.0.0.1:{}\", tls: {{ cert: \"{}\", key: \"{}\" }} }}",
+            l.port,
+            l.cert.display(),
+            l.key.display()
+        ),
+    };
     let mut yaml = format!(
-        "listen: \"127.0.0.1:{port}\"\nadmin: \"{admin}\"\nthreads: {threads}\n\
+        "listen: {listen}\nadmin: \"{admin}\"\nthreads: {threads}\n\
          readiness: {{ path: /healthz, period: 1s, timeout: 1s }}\n\
          liveness: {{ path: /liveness, tcp: true, period: 5s, timeout: 1s }}\n\
-         balancing: {{ algorithm: round_robin, retries: 2 }}\nnodes:\n"
+         balancing: {{ algorithm: round_robin, retries: 2 }}\n"
     );
+    let scheme = match &tls.nodes_ca {
+        Some(ca) => {
+            let _ = writeln!(
+                yaml,
+                "upstream_tls: {{ ca: \"{}\", sni: localhost }}",
+                ca.display()
+            );
+            ", scheme: https"
+        }
+        None => "",
+    };
+    yaml.push_str("nodes:\n");
     for (i, ip) in nodes.ips.iter().enumerate() {
         let _ = writeln!(
             yaml,
-            "  - {{ name: n{i}, host: \"{ip}\", traffic_port: {}, health_port: {} }}",
+            "  - {{ name: n{i}, host: \"{ip}\", traffic_port: {}, health_port: {}{scheme} }}",
             nodes.traffic_port, nodes.health_port
         );
     }
     yaml
+}
+
+/// TLS for a proxy under test; the default is none (plain HTTP on both sides).
+#[derive(Clone, Debug, Default)]
+pub struct ProxyTls {
+    /// A listener terminating TLS for clients, beside the plain one.
+    pub listener: Option<TlsListener>,
+    /// The nodes speak HTTPS: verify them against this CA file, SNI `localhost`.
+    pub nodes_ca: Option<PathBuf>,
+}
+
+impl ProxyTls {
+    /// No TLS on either side.
+    pub fn is_plain(&self) -> bool {
+        self.listener.is_none() && self.nodes_ca.is_none()
+    }
+}
+
+/// A TLS listener: its port and the PEM files it presents.
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    /// The certificate (healthgate's `tls.cert`).
+    pub cert: PathBuf,
+    /// Its private key (healthgate's `tls.key`).
+    pub key: PathBuf,
+    /// Certificate and key in one file (HAProxy's `crt`).
+    pub pem: PathBuf,
 }
 
 /// Start this bench binary again as the forwarder `name` over `nodes`, with `threads` threads

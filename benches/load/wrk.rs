@@ -48,6 +48,9 @@ pub struct Load {
     pub connections: usize,
     /// Request body bytes (0: GET).
     pub body_bytes: usize,
+    /// HTTPS to `localhost` at the target's port (the target must be on 127.0.0.1), with
+    /// keep-alive: one handshake per connection.
+    pub tls: bool,
 }
 
 /// Write the Lua script into `dir`; fail clearly if wrk is missing.
@@ -70,7 +73,7 @@ pub fn run(
         .arg(format!("-d{}s", duration.as_secs_f64().ceil().max(1.0)))
         .arg("-s")
         .arg(dir.join("report.lua"))
-        .arg(format!("http://{target}/"))
+        .arg(url(target, load.tls)?)
         .env("HG_BODY_BYTES", load.body_bytes.to_string())
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
@@ -100,4 +103,18 @@ pub fn run(
         p99_us: v[5],
         p999_us: v[6],
     })
+}
+
+/// `http://ADDR/`, or `https://localhost:PORT/`: the certificates of the run are issued for
+/// `localhost`, and wrk sends the URL's host as SNI.
+fn url(target: SocketAddr, tls: bool) -> Result<String, String> {
+    if !tls {
+        return Ok(format!("http://{target}/"));
+    }
+    if target.ip() != std::net::Ipv4Addr::LOCALHOST {
+        return Err(format!(
+            "an HTTPS target must be on 127.0.0.1, not {target}"
+        ));
+    }
+    Ok(format!("https://localhost:{}/", target.port()))
 }

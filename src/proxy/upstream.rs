@@ -18,8 +18,11 @@ use tokio::net::TcpStream;
 /// A connection to a node, ready for one request at a time.
 pub type Sender = http1::SendRequest<UpBody>;
 
-/// Idle connections kept per node and worker thread.
-const IDLE_PER_NODE: usize = 16;
+/// Idle connections kept per node and worker thread. The pool only ever holds as many as
+/// were busy at once (each was a client's request in flight), so this bounds a burst, not
+/// the steady state. At 16, 32 keep-alive clients on one node reopened a connection about
+/// every 5 requests — with TLS a full handshake each (docs/bench/tls.md).
+const IDLE_PER_NODE: usize = 256;
 
 /// A pool key: the traffic address, and whether it is spoken to over TLS (a reload that
 /// turns a node to https must not get its plain connections back).

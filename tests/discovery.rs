@@ -68,13 +68,6 @@ async fn listed(proxy: &Proxy) -> Vec<String> {
         .collect()
 }
 
-fn counter(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn resolutions(result: &str) -> String {
     format!("healthgate_discovery_resolutions_total{{name=\"{NAME}\",result=\"{result}\"}} ")
 }
@@ -190,7 +183,7 @@ async fn a_dns_outage_or_nxdomain_keeps_the_last_known_nodes_and_is_counted() {
 
     dns.set_down(true);
     eventually(DEADLINE, "failed resolutions counted", || async {
-        counter(&proxy.metrics().await, &resolutions("error")) >= 2
+        metric_value(&proxy.metrics().await, &resolutions("error")).unwrap_or(0) >= 2
     })
     .await;
     assert_eq!(proxy.status().await["ready"], 1, "the node stays");
@@ -200,12 +193,12 @@ async fn a_dns_outage_or_nxdomain_keeps_the_last_known_nodes_and_is_counted() {
 
     dns.remove(NAME);
     eventually(DEADLINE, "NXDOMAIN counted", || async {
-        counter(&proxy.metrics().await, &resolutions("nxdomain")) >= 2
+        metric_value(&proxy.metrics().await, &resolutions("nxdomain")).unwrap_or(0) >= 2
     })
     .await;
     dns.set(NAME, &[]);
     eventually(DEADLINE, "an empty answer counted", || async {
-        counter(&proxy.metrics().await, &resolutions("empty")) >= 2
+        metric_value(&proxy.metrics().await, &resolutions("empty")).unwrap_or(0) >= 2
     })
     .await;
     assert_eq!(listed(&proxy).await, vec![node_name(2, ports)]);

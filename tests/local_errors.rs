@@ -97,14 +97,7 @@ async fn read_chunks(stream: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
 async fn counter_on(admin: &mut BufReader<TcpStream>, line_start: &str) -> u64 {
     let (status, body) = get_path(admin, "/metrics").await;
     assert_eq!(status, 200, "the kept admin connection failed");
-    metric(&body, line_start)
-}
-
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start:?} in\n{text}"))
+    counter(&body, line_start)
 }
 
 /// Opens idle client connections until the proxy holds `OPEN_FILES` descriptors. A freed
@@ -233,16 +226,16 @@ async fn running_out_of_descriptors_evicts_no_node() {
         for to in ["dead", "not_ready"] {
             let line =
                 format!("healthgate_backend_transitions_total{{node=\"{node}\",to=\"{to}\"}} ");
-            assert_eq!(metric(&metrics, &line), 0, "{node} → {to}");
+            assert_eq!(counter(&metrics, &line), 0, "{node} → {to}");
         }
         let line = format!("healthgate_upstream_connect_failures_total{{node=\"{node}\"}} ");
-        assert_eq!(metric(&metrics, &line), 0, "counted against {node}");
+        assert_eq!(counter(&metrics, &line), 0, "counted against {node}");
     }
     let traffic = "healthgate_local_connect_errors_total{source=\"traffic\"} ";
-    assert!(metric(&metrics, traffic) > 0, "{metrics}");
-    assert!(metric(&metrics, PROBE_ERRORS) > 0, "{metrics}");
+    assert!(counter(&metrics, traffic) > 0, "{metrics}");
+    assert!(counter(&metrics, PROBE_ERRORS) > 0, "{metrics}");
     let no_ready = "healthgate_no_ready_backend_total ";
-    assert_eq!(metric(&metrics, no_ready), 0, "counted as no ready node");
+    assert_eq!(counter(&metrics, no_ready), 0, "counted as no ready node");
     let log = proxy.log();
     let warnings = log
         .matches("a connect failed for want of this host's resources")

@@ -48,14 +48,6 @@ fn write_pki(pki: &TestPki, dir: &Path) -> PkiFiles {
     pki.write_files(dir).unwrap()
 }
 
-/// The counter line `line_start` of a metrics text.
-fn counter(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start:?} in\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_client_reaches_https_nodes_over_pooled_connections() {
     let dir = tempfile::tempdir().unwrap();

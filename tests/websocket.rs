@@ -10,14 +10,6 @@ use common::*;
 use mi_sim::ws::{ECHO_PATH, Opcode, WsClient};
 use std::time::{Duration, Instant};
 
-fn counter(metrics: &str, line_start: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start:?} in\n{metrics}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_session_is_tunnelled_and_counted_as_1xx() {
     let nodes = start_nodes(1);

@@ -370,10 +370,7 @@ impl Proxy {
     pub async fn reloads(&self, result: &str) -> u64 {
         let text = self.metrics().await;
         let line = format!("healthgate_config_reloads_total{{result=\"{result}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        metric_value(&text, &line).unwrap_or(0)
     }
 
     /// Wait (polling, with a deadline) for the process to exit; its exit status, or `None`
@@ -514,6 +511,19 @@ impl Drop for Upgraded {
             eprintln!("---- upgraded healthgate log ----\n{}", self.log());
         }
     }
+}
+
+/// The value of the series whose line starts with `line_start` (name, labels and the
+/// space) in a metrics text, if there is one.
+pub fn metric_value(text: &str, line_start: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Like [`metric_value`], for a series that must be there.
+pub fn counter(text: &str, line_start: &str) -> u64 {
+    metric_value(text, line_start).unwrap_or_else(|| panic!("no {line_start:?} in\n{text}"))
 }
 
 /// A field of node `name` in a `/status` document, as a string.

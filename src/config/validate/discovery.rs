@@ -33,7 +33,7 @@ pub(super) fn discovery(
             .trim()
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        if !is_dns_name(&name) {
+        if name.parse::<IpAddr>().is_ok() || !super::is_dns_name(&name) {
             return fail(
                 &d.dns,
                 format!("{prefix}.dns"),
@@ -102,18 +102,4 @@ pub(super) fn resolver(raw: Option<&Spanned<String>>) -> Rule<Option<SocketAddr>
             ),
         ),
     }
-}
-
-/// Letters, digits, `-` and `_` in dot-separated labels of 1–63 bytes, 253 bytes in all.
-fn is_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.parse::<IpAddr>().is_err()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }

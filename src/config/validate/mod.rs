@@ -238,6 +238,20 @@ fn file_in_existing_directory(text: &Spanned<String>, path: &str) -> Rule<PathBu
     Ok(value)
 }
 
+/// Letters, digits, `-` and `_` in dot-separated labels of 1–63 bytes, 253 bytes in all (a
+/// DNS name's shape; an IPv4 address has it too, callers tell those apart).
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 fn int_in_range(value: &Spanned<i64>, path: &str, min: i64, max: i64) -> Rule<i64> {
     if (min..=max).contains(&value.value) {
         Ok(value.value)

@@ -50,17 +50,20 @@ pub(super) fn listeners(listen: Option<&Spanned<OneOrMany>>) -> Rule<Vec<ListenC
 }
 
 fn listener_files<S>(at: &Spanned<S>, path: &str, files: &RawTlsFiles) -> Rule<TlsFiles> {
-    let file = |text: &str, key: &str| {
-        let value = PathBuf::from(text.trim());
-        match value.as_os_str().is_empty() {
-            true => fail(at, format!("{path}.tls.{key}"), "a file path is needed"),
-            false => Ok(value),
-        }
-    };
     Ok(TlsFiles {
-        cert: file(&files.cert, "cert")?,
-        key: file(&files.key, "key")?,
+        cert: file_path(&files.cert, at, format!("{path}.tls.cert"))?,
+        key: file_path(&files.key, at, format!("{path}.tls.key"))?,
     })
+}
+
+/// A certificate, key or CA file named at `key` (reported at `at`'s position): not empty.
+/// Whether it can be read is for the TLS set-up and `--check` to say.
+fn file_path<S>(text: &str, at: &Spanned<S>, key: String) -> Rule<PathBuf> {
+    let value = PathBuf::from(text.trim());
+    match value.as_os_str().is_empty() {
+        true => fail(at, key, "a file path is needed"),
+        false => Ok(value),
+    }
 }
 
 /// `upstream_tls` (`prefix` = `upstream_tls`) or a node's `tls` merged over `base`.
@@ -73,13 +76,8 @@ pub(super) fn upstream(
         return Ok(base.clone());
     };
     let tls = &raw.value;
-    let path = |text: &Spanned<String>, key: &str| -> Rule<PathBuf> {
-        let value = PathBuf::from(text.value.trim());
-        match value.as_os_str().is_empty() {
-            true => fail(text, format!("{prefix}.{key}"), "a file path is needed"),
-            false => Ok(value),
-        }
-    };
+    let path =
+        |text: &Spanned<String>, key: &str| file_path(&text.value, text, format!("{prefix}.{key}"));
     let ca = match &tls.ca {
         Some(ca) => Some(path(ca, "ca")?),
         None => base.ca.clone(),
@@ -113,16 +111,7 @@ pub(super) fn upstream(
 /// library given no name may skip the name check altogether.
 fn server_name(text: &Spanned<String>, path: &str) -> Rule<String> {
     let name = text.value.trim();
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && (name.parse::<std::net::IpAddr>().is_ok()
-            || name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            }));
+    let valid = name.parse::<std::net::IpAddr>().is_ok() || super::is_dns_name(name);
     match valid {
         true => Ok(name.to_ascii_lowercase()),
         false => fail(

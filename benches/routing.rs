@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot path and of what a flip costs:
 //! - picking a node from the published snapshot (3, 100, 1000 ready nodes; each algorithm)
 //!   while another thread swaps in a new table every millisecond;
+//! - the same with a CApp map of 20 CApps: matching the path, then picking for its route;
 //! - building a snapshot;
 //! - reading faulty CApp names from a `/healthz` body.
 //!
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 #[path = "../tests/common/backends.rs"]
 mod backends;
-use backends::loopback_backends;
+use backends::{capp_routes, loopback_backends, with_capp0_faulty_on_odd};
 
 const SIZES: [usize; 3] = [3, 100, 1000];
 const ALGORITHMS: [Algorithm; 3] = [
@@ -39,7 +40,7 @@ fn pick(c: &mut Criterion) {
         for algorithm in ALGORITHMS {
             let router = Arc::new(Router::new(algorithm));
             let all = nodes.clone();
-            router.publish(false, || Routable::ready(all), |_, _| {});
+            router.publish(false, |_| Routable::ready(all), |_, _| {});
             // A writer that flips one node out and back in every millisecond: a thousand
             // flips a second, far more than a real cluster makes, so every pick races a swap.
             let stop = Arc::new(AtomicBool::new(false));
@@ -50,7 +51,7 @@ fn pick(c: &mut Criterion) {
                     while !stop.load(Ordering::Relaxed) {
                         let skip = (swaps % 2) as usize;
                         let ready = nodes[skip..].to_vec();
-                        router.publish(false, || Routable::ready(ready), |_, _| {});
+                        router.publish(false, |_| Routable::ready(ready), |_, _| {});
                         swaps += 1;
                         thread::sleep(Duration::from_millis(1));
                     }
@@ -73,6 +74,33 @@ fn pick(c: &mut Criterion) {
             assert!(
                 swaps > 0,
                 "the table was never swapped during the benchmark"
+            );
+        }
+    }
+    group.finish();
+}
+
+/// CApp-aware routing: match the path against a map of 20 CApps (40 prefixes), then pick
+/// from the nodes that serve that CApp (half of them list it faulty).
+fn pick_for_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick_for_path");
+    group.throughput(Throughput::Elements(1));
+    for n in SIZES {
+        let nodes = loopback_backends(n);
+        for algorithm in ALGORITHMS {
+            let router = Router::new(algorithm).with_capps(&capp_routes(20));
+            router.publish(false, |_| with_capp0_faulty_on_odd(&nodes), |_, _| {});
+            let tried = Tried::default();
+            group.bench_with_input(
+                BenchmarkId::new(algorithm.as_str(), n),
+                &router,
+                |b, router| {
+                    b.iter(|| {
+                        let table = router.load();
+                        let route = table.route(black_box("/api/capp0/v2/orders/42?expand=1"));
+                        black_box(table.pick_route(route, black_box(&tried)).map(|b| b.id))
+                    })
+                },
             );
         }
     }
@@ -123,5 +151,5 @@ fn parse_healthz(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pick, rebuild, parse_healthz);
+criterion_group!(benches, pick, pick_for_path, rebuild, parse_healthz);
 criterion_main!(benches);

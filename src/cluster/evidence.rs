@@ -5,7 +5,7 @@
 
 use super::member::{HealthRecord, Member};
 use super::{Cluster, LastProbe};
-use crate::health::{Flip, NodeState, Observation, ProbeKind, ProbeOutcome, ProbeResult};
+use crate::health::{Flip, Healthz, NodeState, Observation, ProbeKind, ProbeOutcome, ProbeResult};
 use crate::telemetry::LocalErrorSource;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -24,26 +24,56 @@ impl Cluster {
         if self.made_locally(&[Some(healthz), traffic]) {
             return;
         }
+        let verdict = self.healthz_verdict(healthz);
         let observation = match traffic.is_some_and(failed_tls) {
             true => Observation::TlsFailed,
             false => Observation::Readiness {
-                healthz_ok: healthz.passed(),
+                healthz: verdict,
                 traffic_ok: traffic.map(ProbeOutcome::passed),
             },
         };
         let reason = traffic
             .filter(|t| !t.passed())
-            .or((!healthz.passed()).then_some(healthz))
+            .or((verdict == Healthz::Failed).then_some(healthz))
             .map(|o| o.reason.clone());
+        // The status code is the truth: a 200 has no faulty CApps, whatever its body says;
+        // otherwise they are whatever the last answer listed.
+        let capps = healthz.status.map(|status| match status {
+            200 => Vec::new(),
+            _ => healthz.faulty_capps.clone(),
+        });
         let evidence = Evidence {
             observation: Some(observation),
             reason,
-            // The status code is the truth; faulty CApps are whatever the last answer listed.
-            capps: healthz.status.map(|_| healthz.faulty_capps.clone()),
+            capps,
             probe: Some((ProbeKind::Readiness, healthz)),
             traffic,
         };
         self.observe(&member, evidence);
+    }
+
+    /// What a `/healthz` answer says: 200 passes; a 500 whose complete list of faulty
+    /// CApps names only mapped ones passes partly (every other path may go to the node);
+    /// anything else fails, so a CApp nobody mapped takes the node out as before.
+    fn healthz_verdict(&self, healthz: &ProbeOutcome) -> Healthz {
+        if healthz.passed() {
+            return Healthz::Ok;
+        }
+        let listed = healthz.status == Some(500)
+            && healthz.faulty_capps_complete
+            && !healthz.faulty_capps.is_empty();
+        if !listed {
+            return Healthz::Failed;
+        }
+        let routes = self.router.routes();
+        match healthz
+            .faulty_capps
+            .iter()
+            .all(|c| routes.route_of_faulty(c).is_some())
+        {
+            true => Healthz::Partly,
+            false => Healthz::Failed,
+        }
     }
 
     /// A liveness round: `/liveness` (`None`: skipped, the node having just passed
@@ -157,6 +187,7 @@ impl Cluster {
         if let Some(t) = traffic {
             counters.observe_probe(ProbeKind::Tcp, t.result, t.elapsed.as_secs_f64());
         }
+        let mut capps_changed = false;
         let flip = {
             let mut h = member.lock();
             if let Some((kind, outcome)) = probe {
@@ -166,6 +197,7 @@ impl Cluster {
                 h.last_probes[ProbeKind::Tcp as usize] = Some(LastProbe::of(t));
             }
             if let Some(capps) = evidence.capps {
+                capps_changed = h.faulty_capps != capps;
                 h.faulty_capps = capps;
             }
             if evidence.reason.is_some() {
@@ -177,8 +209,9 @@ impl Cluster {
                 .and_then(|observation| self.apply(member, &mut h, observation, reason))
         };
         // Any flip may change the members (under `any_alive` a not-ready node may be
-        // routable); `publish` makes no new table when they did not change.
-        if flip.is_some() {
+        // routable), and so may other faulty CApps (the routes they serve lose or regain
+        // the node); `publish` makes no new table when nothing changed.
+        if flip.is_some() || capps_changed {
             self.rebuild_table(false);
         }
     }
@@ -196,15 +229,24 @@ impl Cluster {
             .machine
             .observe(observation, &self.judgement.load().thresholds)?;
         h.since = SystemTime::now();
+        let readmitted = flip.to.is_routable() && !flip.from.is_routable();
         // Slow start is for readmission; at start-up every node starts together.
-        if flip.to == NodeState::Ready && flip.from != NodeState::Starting {
+        if readmitted && flip.from != NodeState::Starting {
             member.backend.begin_ramp();
         }
-        if flip.to == NodeState::Ready {
+        if flip.to.is_routable() {
             h.last_error = None;
         }
+        let partly;
         let reason = reason.unwrap_or(match flip.to {
             NodeState::Ready => "readiness passed and traffic port accepts",
+            NodeState::PartlyReady => {
+                partly = format!(
+                    "faulty CApps {} are all mapped: routable for every other path",
+                    h.faulty_capps.join(", ")
+                );
+                &partly
+            }
             NodeState::NotReady => "alive again; readiness not yet passed",
             _ => "no reason recorded",
         });

@@ -16,7 +16,9 @@ mod scrape;
 use crate::config::{Config, NodeConfig, NoneReadyPolicy};
 use crate::health::{NodeState, ProbeSettings, Thresholds};
 use crate::routing::outlier::Outliers;
-use crate::routing::{Backend, NodeTls, Routable, Router, RoutingTable};
+use crate::routing::{
+    Backend, DEFAULT_ROUTE, NodeTls, Routable, Route, RouteMap, RouteNodes, Router, RoutingTable,
+};
 use crate::telemetry::{LocalErrorSource, Metrics};
 use arc_swap::ArcSwap;
 use drains::DrainFile;
@@ -120,7 +122,8 @@ impl Cluster {
             members: ArcSwap::from_pointee(MemberSet::default()),
             next_id: AtomicUsize::new(0),
             router: Router::new(config.balancing.algorithm)
-                .with_slow_start(config.balancing.slow_start),
+                .with_slow_start(config.balancing.slow_start)
+                .with_capps(&config.capps),
             judgement: ArcSwap::from_pointee(Judgement::of(config)),
             probes: ArcSwap::from_pointee(ProbeSettings::of(config)),
             outliers: config.outlier_detection.map(Outliers::new),
@@ -286,31 +289,75 @@ impl Cluster {
             .is_some_and(|o| o.is_ejected(&member.outlier))
     }
 
-    /// The nodes to route to now: the ready ones; under `any_alive`, when none is ready,
-    /// the alive but not ready ones. Drained and ejected nodes never.
-    fn routable(&self) -> Routable {
+    /// The nodes to route to now, per route of `routes`: the ready and partly ready ones,
+    /// less those whose last `/healthz` listed the route's CApp as faulty; under
+    /// `any_alive`, for a route no such node serves, the alive but not ready ones that do
+    /// not list it. Drained and ejected nodes never.
+    fn routable(&self, routes: &RouteMap) -> Routable {
         let members = self.members.load();
-        let states: Vec<NodeState> = members.list.iter().map(|m| m.state()).collect();
-        let in_state = |state: NodeState| -> Vec<Arc<Backend>> {
+        // Each member's state and the routes its faulty CApps serve (read once, under its
+        // lock, so every route sees the same verdicts).
+        let standings: Vec<(NodeState, Vec<Route>)> = members
+            .list
+            .iter()
+            .map(|m| {
+                let h = m.lock();
+                let faulty = match routes.is_empty() {
+                    true => Vec::new(),
+                    false => h
+                        .faulty_capps
+                        .iter()
+                        .filter_map(|c| routes.route_of_faulty(c))
+                        .collect(),
+                };
+                (h.machine.state(), faulty)
+            })
+            .collect();
+        let any_alive = self.judgement.load().when_none_ready == NoneReadyPolicy::AnyAlive;
+        let serving = |route: Route, routable: bool| -> Vec<Arc<Backend>> {
             members
                 .list
                 .iter()
-                .zip(&states)
-                .filter(|(m, s)| **s == state && !m.is_drained() && !self.is_ejected(m))
+                .zip(&standings)
+                .filter(|(m, (state, faulty))| {
+                    let wanted = match routable {
+                        true => state.is_routable(),
+                        false => *state == NodeState::NotReady,
+                    };
+                    wanted && !faulty.contains(&route) && !m.is_drained() && !self.is_ejected(m)
+                })
                 .map(|(m, _)| m.backend.clone())
                 .collect()
         };
-        let ready = in_state(NodeState::Ready);
-        if ready.is_empty() && self.judgement.load().when_none_ready == NoneReadyPolicy::AnyAlive {
-            let alive = in_state(NodeState::NotReady);
-            if !alive.is_empty() {
-                return Routable {
-                    backends: alive,
-                    fallback: true,
-                };
+        let nodes_for = |route: Route| -> RouteNodes {
+            let ready = serving(route, true);
+            if ready.is_empty() && any_alive {
+                let alive = serving(route, false);
+                if !alive.is_empty() {
+                    return RouteNodes {
+                        backends: alive,
+                        fallback: true,
+                    };
+                }
             }
+            RouteNodes {
+                backends: ready,
+                fallback: false,
+            }
+        };
+        let default = nodes_for(DEFAULT_ROUTE);
+        // A CApp's route differs from the default one only where a node lists it faulty.
+        let capps = (1..routes.len())
+            .map(|route| {
+                let listed = standings.iter().any(|(_, faulty)| faulty.contains(&route));
+                listed.then(|| nodes_for(route))
+            })
+            .collect();
+        Routable {
+            backends: default.backends,
+            fallback: default.fallback,
+            capps,
         }
-        Routable::ready(ready)
     }
 
     /// Publish a new table of the nodes to route to now (`force`: even if they are the
@@ -318,7 +365,7 @@ impl Cluster {
     fn rebuild_table(&self, force: bool) {
         self.router.publish(
             force,
-            || self.routable(),
+            |routes| self.routable(routes),
             |previous, table| {
                 if table.is_fallback() {
                     let names: Vec<&str> = table.backends().iter().map(|b| b.name.as_str()).collect();

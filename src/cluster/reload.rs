@@ -188,8 +188,11 @@ impl Cluster {
         }
         self.judgement.store(Arc::new(Judgement::of(config)));
         self.probes.store(Arc::new(ProbeSettings::of(config)));
-        self.router
-            .set_policy(config.balancing.algorithm, config.balancing.slow_start);
+        self.router.set_policy(
+            config.balancing.algorithm,
+            config.balancing.slow_start,
+            &config.capps,
+        );
         self.members.store(Arc::new(MemberSet::new(list)));
         // At start the first table comes with the first verdicts (generation 0 until then).
         if occasion != Occasion::Start {

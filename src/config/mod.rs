@@ -56,6 +56,19 @@ pub struct Config {
     /// Where the operator's drains are written, so a hand-over (`--upgrade`) or a restart
     /// keeps them (default: none; drains then last only as long as the process).
     pub drain_file: Option<PathBuf>,
+    /// CApps mapped to the request paths they serve: a node with only these faulty stays
+    /// routable for every other path (CApp-aware routing; empty: off).
+    pub capps: Vec<CappRoute>,
+}
+
+/// One CApp and the request path prefixes its integrations serve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CappRoute {
+    /// The CApp's name: `orders` matches a faulty `orders_1.0.0.car`.
+    pub name: String,
+    /// Path prefixes, whole segments (`/orders` matches `/orders/1`, not `/ordersx`),
+    /// normalised without a trailing `/`.
+    pub paths: Vec<String>,
 }
 
 /// One traffic listener.

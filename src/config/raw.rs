@@ -37,6 +37,15 @@ pub(super) struct RawConfig {
     pub outlier_detection: Option<RawOutlier>,
     pub upgrade_socket: Option<Spanned<String>>,
     pub drain_file: Option<Spanned<String>>,
+    pub capps: Option<Spanned<Vec<Spanned<RawCapp>>>>,
+}
+
+/// One `capps` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapp {
+    pub name: Spanned<String>,
+    pub paths: Spanned<Vec<Spanned<String>>>,
 }
 
 /// The `outlier_detection` section.

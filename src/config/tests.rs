@@ -282,3 +282,68 @@ fn bad_discovery_entries_name_their_key() {
     let e = invalid("discovery: []\n");
     assert_eq!(e.path, "nodes");
 }
+
+#[test]
+fn capps_map_names_to_normalised_path_prefixes() {
+    let yaml = "nodes: [{host: h}]\ncapps:\n  - name: orders\n    paths: [/orders/, /api/orders/v2]\n  - name: billing\n    paths: [/billing]\n";
+    let c = Config::from_yaml("t.yaml", yaml).expect("valid");
+    assert_eq!(c.capps.len(), 2);
+    assert_eq!(c.capps[0].name, "orders");
+    assert_eq!(c.capps[0].paths, ["/orders", "/api/orders/v2"]);
+    assert_eq!(c.capps[1].paths, ["/billing"]);
+    let none = Config::from_yaml("t.yaml", "nodes: [{host: h}]\n").expect("valid");
+    assert!(none.capps.is_empty());
+}
+
+#[test]
+fn bad_capps_are_refused_with_the_key_and_line() {
+    for (capps, key, says) in [
+        (
+            "[{name: orders_1.0.0.car, paths: [/o]}]",
+            "capps[0].name",
+            "\"orders\"",
+        ),
+        (
+            "[{name: \"a b\", paths: [/o]}]",
+            "capps[0].name",
+            "not a CApp name",
+        ),
+        ("[{name: o, paths: []}]", "capps[0].paths", "path prefixes"),
+        (
+            "[{name: o, paths: [orders]}]",
+            "capps[0].paths[0]",
+            "start with '/'",
+        ),
+        (
+            "[{name: o, paths: [/o?x=1]}]",
+            "capps[0].paths[0]",
+            "no query",
+        ),
+        ("[{name: o, paths: [/a//b]}]", "capps[0].paths[0]", "empty"),
+        ("[{name: o, paths: [/a/../b]}]", "capps[0].paths[0]", "'..'"),
+        (
+            "[{name: o, paths: [/o]}, {name: o, paths: [/p]}]",
+            "capps[1].name",
+            "already capps[0]",
+        ),
+        (
+            "[{name: o, paths: [/o]}, {name: p, paths: [/o/]}]",
+            "capps[1].paths[0]",
+            "already mapped to capps[0]",
+        ),
+        (
+            "[{name: o, paths: [/o, /o]}]",
+            "capps[0].paths[1]",
+            "already mapped",
+        ),
+        ("[{name: o}]", "capps", "paths"),
+    ] {
+        let yaml = format!("nodes: [{{host: h}}]\ncapps: {capps}\n");
+        let e = match Config::from_yaml("t.yaml", &yaml) {
+            Ok(c) => panic!("accepted {capps}: {c:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(key) && e.contains(says), "{capps}: {e}");
+        assert!(e.contains("t.yaml:2"), "{capps}: names file and line: {e}");
+    }
+}

@@ -14,39 +14,75 @@ const KEY: &[u8] = b"\"Faulty CAPPs\"";
 /// The faulty CApp names in a `/healthz` body, best effort; empty if there are none or the
 /// body has no recognisable list.
 pub fn faulty_capps(body: &[u8]) -> Vec<String> {
+    read_faulty_capps(body).names
+}
+
+/// The faulty CApps a `/healthz` body lists, and whether it listed them all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultyCapps {
+    /// The names, best effort (see [`faulty_capps`]).
+    pub names: Vec<String>,
+    /// The list was read to its `]`, no name cut and none left out: routing may rely on
+    /// it (a cut list may hide a CApp that is not mapped).
+    pub complete: bool,
+}
+
+/// [`faulty_capps`], with whether the list was read whole.
+pub fn read_faulty_capps(body: &[u8]) -> FaultyCapps {
     let Some(key_at) = find(body, KEY) else {
-        return Vec::new();
+        return FaultyCapps::default();
     };
     let rest = &body[key_at + KEY.len()..];
     let Some(rest) = after_token(rest, b':').and_then(|r| after_token(r, b'[')) else {
-        return Vec::new();
+        return FaultyCapps::default();
     };
     list_items(rest)
 }
 
 /// Items of a `"…","…"]` list whose strings may contain unescaped quotes. A quote closes an
 /// item only when what follows it is `,` + `"` or `]` (spaces allowed between).
-fn list_items(mut rest: &[u8]) -> Vec<String> {
+fn list_items(mut rest: &[u8]) -> FaultyCapps {
     let mut names = Vec::new();
+    let mut whole = true;
     loop {
         rest = skip_space(rest);
         match rest.first() {
             Some(b'"') => rest = &rest[1..],
-            _ => return names,
+            Some(b']') if names.is_empty() => return FaultyCapps::ended(names, whole),
+            _ => return FaultyCapps::cut(names),
         }
         let Some((name, after)) = item(rest) else {
             // Unterminated: keep what is there (the body may have been cut at the size limit).
             push_name(&mut names, rest);
-            return names;
+            return FaultyCapps::cut(names);
         };
-        push_name(&mut names, name);
+        whole &= push_name(&mut names, name);
         if names.len() >= MAX_CAPPS {
-            return names;
+            let after = skip_space(after);
+            let last = after.first() == Some(&b']');
+            return FaultyCapps::ended(names, whole && last);
         }
         let after = skip_space(after);
         match after.first() {
             Some(b',') => rest = &after[1..],
-            _ => return names,
+            Some(b']') => return FaultyCapps::ended(names, whole),
+            _ => return FaultyCapps::cut(names),
+        }
+    }
+}
+
+impl FaultyCapps {
+    fn ended(names: Vec<String>, whole: bool) -> FaultyCapps {
+        FaultyCapps {
+            names,
+            complete: whole,
+        }
+    }
+
+    fn cut(names: Vec<String>) -> FaultyCapps {
+        FaultyCapps {
+            names,
+            complete: false,
         }
     }
 }
@@ -70,21 +106,24 @@ fn item(text: &[u8]) -> Option<(&[u8], &[u8])> {
     None
 }
 
-fn push_name(names: &mut Vec<String>, raw: &[u8]) {
+/// Keep a name; false if it had to be changed (empty, not UTF-8, or cut).
+fn push_name(names: &mut Vec<String>, raw: &[u8]) -> bool {
     let text = String::from_utf8_lossy(raw);
+    let exact = matches!(text, std::borrow::Cow::Borrowed(_));
     let text = text.trim();
     if text.is_empty() {
-        return;
+        return false;
     }
     if text.len() <= MAX_NAME_BYTES {
         names.push(text.to_string());
-        return;
+        return exact;
     }
     let mut cut = MAX_NAME_BYTES;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
     names.push(format!("{}…", &text[..cut]));
+    false
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -149,6 +188,30 @@ mod tests {
             ["a.car", "trunc"]
         );
         assert_eq!(faulty_capps(&[0xff, 0xfe, b'"']), Vec::<String>::new());
+    }
+
+    #[test]
+    fn only_a_list_read_to_its_end_is_complete() {
+        let complete = |body: &[u8]| read_faulty_capps(body).complete;
+        assert!(complete(br#"{"Faulty CAPPs" : ["a.car","b.car"]}"#));
+        assert!(complete(br#"{"Faulty CAPPs" : ["we"ird.car"]}"#));
+        assert!(complete(br#"{"Faulty CAPPs" : []}"#));
+        assert!(!complete(br#"{"Faulty CAPPs" : ["a.car","trunc"#));
+        assert!(!complete(br#"{"Faulty CAPPs" : ["a.car","#));
+        assert!(!complete(br#"{"Faulty CAPPs" : ["a.car", ""]}"#));
+        assert!(!complete(b"{\"Faulty CAPPs\" : [\"\xff.car\"]}"));
+        assert!(!complete(b""));
+        let many: Vec<String> = (0..=MAX_CAPPS).map(|i| format!("\"c{i}.car\"")).collect();
+        let body = format!("{{\"Faulty CAPPs\" : [{}]}}", many.join(","));
+        assert!(!complete(body.as_bytes()), "more names than are kept");
+        let exactly: Vec<String> = (0..MAX_CAPPS).map(|i| format!("\"c{i}.car\"")).collect();
+        let body = format!("{{\"Faulty CAPPs\" : [{}]}}", exactly.join(","));
+        assert!(complete(body.as_bytes()));
+        let long = format!(
+            "{{\"Faulty CAPPs\" : [\"{}\"]}}",
+            "x".repeat(MAX_NAME_BYTES + 1)
+        );
+        assert!(!complete(long.as_bytes()), "a cut name");
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod probe;
 mod state;
 
 pub use probe::{HealthConnection, ProbeKind, ProbeOutcome, ProbeResult};
-pub use state::{Flip, HealthMachine, NodeState, Observation, Thresholds};
+pub use state::{Flip, HealthMachine, Healthz, NodeState, Observation, Thresholds};
 
 use crate::config::{Config, LivenessConfig, ReadinessConfig};
 

@@ -88,6 +88,8 @@ pub struct ProbeOutcome {
     pub status: Option<u16>,
     /// Faulty CApp names from a `/healthz` answer (readiness only).
     pub faulty_capps: Vec<String>,
+    /// Whether the answer listed its faulty CApps whole (see [`body::FaultyCapps`]).
+    pub faulty_capps_complete: bool,
     /// How long the probe took.
     pub elapsed: Duration,
     /// The probe could not be made for want of this host's own resources (out of file
@@ -102,6 +104,7 @@ impl ProbeOutcome {
             reason,
             status: None,
             faulty_capps: Vec::new(),
+            faulty_capps_complete: false,
             elapsed: started.elapsed(),
             local: false,
         }
@@ -134,7 +137,10 @@ pub async fn readiness(
             let mut outcome = if answer.status == 200 {
                 ProbeOutcome::new(ProbeResult::Success, String::new(), started)
             } else {
-                let capps = body::faulty_capps(&answer.body);
+                let body::FaultyCapps {
+                    names: capps,
+                    complete,
+                } = body::read_faulty_capps(&answer.body);
                 let reason = if capps.is_empty() {
                     format!("{path} answered {}", answer.status)
                 } else {
@@ -146,6 +152,7 @@ pub async fn readiness(
                 };
                 let mut outcome = ProbeOutcome::new(ProbeResult::Failure, reason, started);
                 outcome.faulty_capps = capps;
+                outcome.faulty_capps_complete = complete && !answer.truncated;
                 outcome
             };
             if answer.truncated {

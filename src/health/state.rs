@@ -12,6 +12,9 @@ pub enum NodeState {
     Starting,
     /// Readiness passed and the traffic port accepts connections: in the routing table.
     Ready,
+    /// As `Ready`, but `/healthz` lists faulty CApps, every one of them mapped to paths
+    /// (`capps`): routable for every path but theirs.
+    PartlyReady,
     /// Alive, but `/healthz` is not 200 (faulty CApps, or no answer in time).
     NotReady,
     /// Liveness failed or the traffic port refused a connection.
@@ -20,9 +23,10 @@ pub enum NodeState {
 
 impl NodeState {
     /// Every state, in the order metrics and the status page list them.
-    pub const ALL: [NodeState; 4] = [
+    pub const ALL: [NodeState; 5] = [
         NodeState::Starting,
         NodeState::Ready,
+        NodeState::PartlyReady,
         NodeState::NotReady,
         NodeState::Dead,
     ];
@@ -32,24 +36,16 @@ impl NodeState {
         match self {
             NodeState::Starting => "starting",
             NodeState::Ready => "ready",
+            NodeState::PartlyReady => "partly_ready",
             NodeState::NotReady => "not_ready",
             NodeState::Dead => "dead",
         }
     }
 
-    /// Compact encoding for an atomic mirror of the state.
-    pub fn to_u8(self) -> u8 {
-        self as u8
-    }
-
-    /// Inverse of [`NodeState::to_u8`]; unknown values read as `Dead`, the safe side.
-    pub fn from_u8(value: u8) -> NodeState {
-        match value {
-            0 => NodeState::Starting,
-            1 => NodeState::Ready,
-            2 => NodeState::NotReady,
-            _ => NodeState::Dead,
-        }
+    /// Whether the node receives traffic (`Ready`, or `PartlyReady` for the paths of its
+    /// working CApps).
+    pub fn is_routable(self) -> bool {
+        matches!(self, NodeState::Ready | NodeState::PartlyReady)
     }
 }
 
@@ -59,14 +55,25 @@ impl fmt::Display for NodeState {
     }
 }
 
+/// What a `/healthz` answer says about readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Healthz {
+    /// 200 within the deadline.
+    Ok,
+    /// 500 listing faulty CApps that are all mapped to paths: a pass for every other path.
+    Partly,
+    /// Anything else: another status, an unmapped faulty CApp, no answer in time.
+    Failed,
+}
+
 /// One piece of evidence about a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Observation {
-    /// A readiness round: did `/healthz` answer 200, and, when the round checked it, did the
+    /// A readiness round: what `/healthz` said, and, when the round checked it, did the
     /// traffic port accept a connection?
     Readiness {
-        /// `/healthz` answered 200 within the deadline.
-        healthz_ok: bool,
+        /// The `/healthz` verdict.
+        healthz: Healthz,
         /// `Some(result)` when the round also connected to the traffic port.
         traffic_ok: Option<bool>,
     },
@@ -134,7 +141,7 @@ impl HealthMachine {
     /// needs `/healthz` 200 *and* a live traffic port, because MI keeps answering 200 while
     /// it shuts its traffic port.
     pub fn needs_traffic_check(&self) -> bool {
-        self.state != NodeState::Ready
+        !self.state.is_routable()
     }
 
     /// Apply one observation; returns the flip if the state changed.
@@ -150,11 +157,15 @@ impl HealthMachine {
                 NodeState::NotReady
             }
             Observation::Readiness {
-                healthz_ok: false, ..
+                healthz: Healthz::Failed,
+                ..
             } => self.readiness_failed(t),
-            Observation::Readiness { traffic_ok, .. } => {
-                if self.state == NodeState::Ready || traffic_ok == Some(true) {
-                    self.readiness_passed(t)
+            Observation::Readiness {
+                healthz,
+                traffic_ok,
+            } => {
+                if self.state.is_routable() || traffic_ok == Some(true) {
+                    self.readiness_passed(t, healthz == Healthz::Partly)
                 } else {
                     // `/healthz` 200 alone says nothing about readmission (MI answers 200
                     // while its traffic port is closed): neither a pass nor a failure.
@@ -172,13 +183,19 @@ impl HealthMachine {
         NodeState::Dead
     }
 
-    fn readiness_passed(&mut self, t: &Thresholds) -> NodeState {
+    /// A pass (`partly`: for the paths of the working CApps only). A routable node moves
+    /// between ready and partly ready on the answer that says so: which CApps are faulty
+    /// is MI's own report, not a guess hysteresis should smooth.
+    fn readiness_passed(&mut self, t: &Thresholds, partly: bool) -> NodeState {
         self.unready_streak = 0;
         self.ready_streak = self.ready_streak.saturating_add(1);
-        if self.ready_streak >= t.success {
+        if self.state.is_routable() || self.ready_streak >= t.success {
             // A ready verdict includes a live traffic port: the node is alive too.
             self.liveness_failures = 0;
-            NodeState::Ready
+            match partly {
+                true => NodeState::PartlyReady,
+                false => NodeState::Ready,
+            }
         } else {
             self.state
         }
@@ -188,7 +205,9 @@ impl HealthMachine {
         self.ready_streak = 0;
         self.unready_streak = self.unready_streak.saturating_add(1);
         match self.state {
-            NodeState::Starting | NodeState::Ready if self.unready_streak >= t.failure => {
+            NodeState::Starting | NodeState::Ready | NodeState::PartlyReady
+                if self.unready_streak >= t.failure =>
+            {
                 NodeState::NotReady
             }
             // A dead node stays dead until it proves liveness or readiness.
@@ -225,7 +244,7 @@ impl HealthMachine {
         self.state = next;
         // A fresh state starts fresh streaks, so hysteresis is measured from the flip.
         match next {
-            NodeState::Ready => self.unready_streak = 0,
+            NodeState::Ready | NodeState::PartlyReady => self.unready_streak = 0,
             NodeState::NotReady | NodeState::Dead => self.ready_streak = 0,
             NodeState::Starting => {}
         }

@@ -15,12 +15,18 @@ pub const OUT_OF_RESOURCES_BODY: &str =
 
 /// `status` with `body` (may be empty), closing the connection.
 pub fn own(status: StatusCode, body: &'static str, finish: Finish) -> Response<DownBody> {
-    let mut response = Response::new(DownBody::whole(Bytes::from_static(body.as_bytes()), finish));
+    own_bytes(status, Bytes::from_static(body.as_bytes()), finish)
+}
+
+/// [`own`] with a body built elsewhere (shared, not copied).
+fn own_bytes(status: StatusCode, body: Bytes, finish: Finish) -> Response<DownBody> {
+    let length = body.len();
+    let mut response = Response::new(DownBody::whole(body, finish));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    if !body.is_empty() {
+    if length > 0 {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -30,8 +36,8 @@ pub fn own(status: StatusCode, body: &'static str, finish: Finish) -> Response<D
 }
 
 /// The contract's 503: `Retry-After: 1`, not to be cached, a one-line body.
-pub fn unavailable(body: &'static str, finish: Finish) -> Response<DownBody> {
-    let mut response = own(StatusCode::SERVICE_UNAVAILABLE, body, finish);
+pub fn unavailable(body: Bytes, finish: Finish) -> Response<DownBody> {
+    let mut response = own_bytes(StatusCode::SERVICE_UNAVAILABLE, body, finish);
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -5,8 +5,9 @@ use super::body::{AccessLine, ClientBody, ClientFault, DownBody, FaultCell, Fini
 use super::headers;
 use super::upstream::{self, ConnectError, Sender};
 use super::{Connection, HealthgateProxy, answers};
-use crate::routing::{InFlight, Tried};
+use crate::routing::{DEFAULT_ROUTE, InFlight, Route, Tried};
 use crate::telemetry::LocalErrorSource;
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use std::sync::Arc;
@@ -24,6 +25,11 @@ pub(super) struct Exchange<'a> {
     pub tried: Tried,
     /// Method and target, kept for the access log when it is on.
     pub logged: Option<(http::Method, http::Uri)>,
+    /// The request's path and query, kept (a reference count, no copy) when CApps are
+    /// mapped: each pick matches it against the CApp map of the table it picks from.
+    pub target: Option<http::uri::PathAndQuery>,
+    /// The route of the latest pick (the default route until one was made).
+    pub route: Route,
 }
 
 impl Exchange<'_> {
@@ -96,10 +102,14 @@ impl Exchange<'_> {
     fn pick_now(&mut self) -> Option<InFlight> {
         let cluster = &self.proxy.cluster;
         let table = cluster.table();
-        let backend = table.pick(&self.tried)?;
+        self.route = match (&self.target, table.routes().is_empty()) {
+            (Some(target), false) => table.route(target.as_str()),
+            _ => DEFAULT_ROUTE,
+        };
+        let backend = table.pick_route(self.route, &self.tried)?;
         if !self.tried.is_empty() {
             cluster.metrics().retries_total.inc();
-        } else if table.is_fallback() {
+        } else if table.is_route_fallback(self.route) {
             cluster.metrics().fallback_requests_total.inc();
         }
         self.tried.push(backend.id);
@@ -120,11 +130,18 @@ impl Exchange<'_> {
         }
     }
 
-    /// 503, no (untried) node ready.
+    /// 503, no (untried) node ready; for a mapped CApp's path, the body names the
+    /// integration no node can serve.
     pub fn no_ready_node(&self) -> Response<DownBody> {
-        self.proxy.cluster.metrics().no_ready_backend_total.inc();
+        let cluster = &self.proxy.cluster;
+        cluster.metrics().no_ready_backend_total.inc();
         let finish = self.finish(503, None);
-        answers::unavailable(answers::NO_READY_NODE_BODY, finish)
+        let table = cluster.table();
+        let body = match table.routes().unavailable_body(self.route) {
+            Some(body) => body.clone(),
+            None => Bytes::from_static(answers::NO_READY_NODE_BODY.as_bytes()),
+        };
+        answers::unavailable(body, finish)
     }
 
     /// A connection to the attempt's node: pooled, or new.
@@ -163,7 +180,8 @@ impl Exchange<'_> {
                 .cluster
                 .local_connect_error(LocalErrorSource::Traffic, &detail);
             let finish = self.finish(503, None);
-            return Some(answers::unavailable(answers::OUT_OF_RESOURCES_BODY, finish));
+            let body = Bytes::from_static(answers::OUT_OF_RESOURCES_BODY.as_bytes());
+            return Some(answers::unavailable(body, finish));
         }
         log::debug!("{detail}");
         let tls = matches!(e, ConnectError::Tls(_));
@@ -202,7 +220,12 @@ pub(super) async fn handle(
             .settings
             .access_log
             .then(|| (req.method().clone(), req.uri().clone())),
+        target: None,
+        route: DEFAULT_ROUTE,
     };
+    if !proxy.cluster.table().routes().is_empty() {
+        x.target = req.uri().path_and_query().cloned();
+    }
     if let Some(status) = headers::size_verdict(&req, &proxy.settings.limits) {
         return x.answer(status, "");
     }

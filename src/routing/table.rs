@@ -1,56 +1,132 @@
 //! The routing table: one immutable snapshot of the routable nodes behind one `ArcSwap`.
 //!
-//! Everything a request needs (routable backends with prebuilt peers, the selector, the
-//! generation) lives in one [`RoutingTable`], so a request sees one consistent view with a
-//! single lock-free load, and a flip publishes a whole new table with a single store.
+//! Everything a request needs (routable backends with prebuilt peers, a selector per route,
+//! the CApp map that gives a path its route, the generation) lives in one [`RoutingTable`],
+//! so a request sees one consistent view with a single lock-free load, and a flip or a
+//! reload publishes a whole new table with a single store.
 
 use super::backend::{Backend, Tried};
+use super::routes::{DEFAULT_ROUTE, Route, RouteMap};
 use super::select::Selector;
-use crate::config::Algorithm;
+use crate::config::{Algorithm, CappRoute};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The nodes a route's requests may go to.
+#[derive(Debug, Default, Clone)]
+pub struct RouteNodes {
+    /// The backends that may receive the route's traffic, in configuration order.
+    pub backends: Vec<Arc<Backend>>,
+    /// True when no node can serve the route and these are alive but not ready nodes,
+    /// routed to under `when_none_ready: any_alive`.
+    pub fallback: bool,
+}
+
 /// The routable backends a table is built from.
 #[derive(Debug, Default)]
 pub struct Routable {
-    /// The backends that may receive traffic, in configuration order.
+    /// The backends that may receive traffic of the default route (paths of no mapped
+    /// CApp), in configuration order.
     pub backends: Vec<Arc<Backend>>,
     /// True when no node is ready and these are alive but not ready nodes, routed to under
     /// `when_none_ready: any_alive`.
     pub fallback: bool,
+    /// Per mapped CApp (route `i + 1`), its nodes when they differ from the default
+    /// route's (some node reports the CApp faulty); `None` or missing: the same.
+    pub capps: Vec<Option<RouteNodes>>,
 }
 
 impl Routable {
-    /// Ready nodes.
+    /// Ready nodes, every route alike.
     pub fn ready(backends: Vec<Arc<Backend>>) -> Routable {
         Routable {
             backends,
             fallback: false,
+            capps: Vec::new(),
         }
     }
 }
 
-/// An immutable view of the nodes that may receive traffic.
+/// One distinct set of nodes in a table, with its own selector.
 #[derive(Debug)]
-pub struct RoutingTable {
-    generation: u64,
+struct NodeSet {
     backends: Box<[Arc<Backend>]>,
     fallback: bool,
     selector: Selector,
+}
+
+impl NodeSet {
+    fn new(algorithm: Algorithm, nodes: RouteNodes) -> NodeSet {
+        NodeSet {
+            selector: Selector::new(algorithm, &nodes.backends),
+            backends: nodes.backends.into_boxed_slice(),
+            fallback: nodes.fallback,
+        }
+    }
+
+    fn same_as(&self, nodes: &RouteNodes) -> bool {
+        self.holds(&nodes.backends, nodes.fallback)
+    }
+
+    fn holds(&self, backends: &[Arc<Backend>], fallback: bool) -> bool {
+        self.fallback == fallback
+            && self.backends.len() == backends.len()
+            && self
+                .backends
+                .iter()
+                .zip(backends)
+                .all(|(x, y)| x.id == y.id)
+    }
+}
+
+/// An immutable view of the nodes that may receive traffic, per route.
+#[derive(Debug)]
+pub struct RoutingTable {
+    generation: u64,
+    /// Distinct node sets; `sets[0]` is the default route's.
+    sets: Box<[NodeSet]>,
+    /// The set of each route (index: [`Route`]); routes whose CApp no node reports faulty
+    /// share the default set.
+    set_of: Box<[u16]>,
+    routes: Arc<RouteMap>,
     slow_start: Option<Duration>,
 }
 
 impl RoutingTable {
-    /// A table over `routable` with the given algorithm (and no slow start).
+    /// A table over `routable` with the given algorithm (no slow start, no CApp map).
     pub fn new(generation: u64, algorithm: Algorithm, routable: Routable) -> RoutingTable {
-        let selector = Selector::new(algorithm, &routable.backends);
+        RoutingTable::with_routes(generation, algorithm, routable, Arc::default())
+    }
+
+    /// A table over `routable` whose paths are matched by `routes`.
+    pub fn with_routes(
+        generation: u64,
+        algorithm: Algorithm,
+        routable: Routable,
+        routes: Arc<RouteMap>,
+    ) -> RoutingTable {
+        let Routable {
+            backends,
+            fallback,
+            mut capps,
+        } = routable;
+        let mut sets = vec![NodeSet::new(algorithm, RouteNodes { backends, fallback })];
+        capps.resize(routes.len() - 1, None);
+        let mut set_of = vec![0u16; routes.len()];
+        for (i, nodes) in capps.into_iter().enumerate() {
+            if let Some(nodes) = nodes.filter(|n| !sets[0].same_as(n)) {
+                // At most 1001 sets (validation bounds the CApps): the index fits.
+                set_of[i + 1] = sets.len() as u16;
+                sets.push(NodeSet::new(algorithm, nodes));
+            }
+        }
         RoutingTable {
             generation,
-            backends: routable.backends.into_boxed_slice(),
-            fallback: routable.fallback,
-            selector,
+            sets: sets.into_boxed_slice(),
+            set_of: set_of.into_boxed_slice(),
+            routes,
             slow_start: None,
         }
     }
@@ -60,45 +136,77 @@ impl RoutingTable {
         self.generation
     }
 
-    /// The routable backends, in configuration order.
+    /// The CApp map this table routes paths by.
+    pub fn routes(&self) -> &RouteMap {
+        &self.routes
+    }
+
+    /// The route of a request target (one walk of a prebuilt trie; no allocation).
+    pub fn route(&self, target: &str) -> Route {
+        self.routes.route(target)
+    }
+
+    fn set(&self, route: Route) -> &NodeSet {
+        let i = self.set_of.get(route).copied().unwrap_or(0);
+        &self.sets[usize::from(i)]
+    }
+
+    /// The backends that may receive the default route's traffic, in configuration order.
     pub fn backends(&self) -> &[Arc<Backend>] {
-        &self.backends
+        &self.sets[0].backends
     }
 
-    /// Number of routable nodes.
+    /// The backends that may receive `route`'s traffic, in configuration order.
+    pub fn route_backends(&self, route: Route) -> &[Arc<Backend>] {
+        &self.set(route).backends
+    }
+
+    /// Whether `route` has no node that can serve it and routes to alive, not ready nodes.
+    pub fn is_route_fallback(&self, route: Route) -> bool {
+        self.set(route).fallback
+    }
+
+    /// Number of nodes routable for the default route.
     pub fn len(&self) -> usize {
-        self.backends.len()
+        self.backends().len()
     }
 
-    /// Whether no node is routable.
+    /// Whether no node is routable for the default route.
     pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
+        self.backends().is_empty()
     }
 
-    /// Number of ready nodes: the routable ones, unless this is a fallback table.
+    /// Number of ready nodes (partly ready ones included): the default route's, unless it
+    /// is a fallback.
     pub fn ready(&self) -> usize {
-        if self.fallback {
+        if self.sets[0].fallback {
             0
         } else {
-            self.backends.len()
+            self.sets[0].backends.len()
         }
     }
 
     /// Whether no node is ready and the table routes to alive, not ready nodes instead.
     pub fn is_fallback(&self) -> bool {
-        self.fallback
+        self.sets[0].fallback
     }
 
-    /// Pick a routable node not yet tried by this request. Under slow start, a node still
-    /// ramping up is passed over with probability 1 − its share (but taken if every
-    /// candidate is ramping: slow start never refuses traffic).
+    /// Pick a node for the default route not yet tried by this request.
     pub fn pick(&self, tried: &Tried) -> Option<&Arc<Backend>> {
+        self.pick_route(DEFAULT_ROUTE, tried)
+    }
+
+    /// Pick a node that can serve `route`, not yet tried by this request. Under slow
+    /// start, a node still ramping up is passed over with probability 1 − its share (but
+    /// taken if every candidate is ramping: slow start never refuses traffic).
+    pub fn pick_route(&self, route: Route, tried: &Tried) -> Option<&Arc<Backend>> {
+        let set = self.set(route);
         let Some(ramp) = self.slow_start else {
-            return self.selector.pick(&self.backends, tried);
+            return set.selector.pick(&set.backends, tried);
         };
         let mut passed_over = *tried;
         let mut fallback = None;
-        while let Some(candidate) = self.selector.pick(&self.backends, &passed_over) {
+        while let Some(candidate) = set.selector.pick(&set.backends, &passed_over) {
             let share = candidate.ramp_share(ramp);
             if share >= 1.0 || fastrand::f64() < share {
                 return Some(candidate);
@@ -110,6 +218,19 @@ impl RoutingTable {
             passed_over.push(candidate.id);
         }
         fallback
+    }
+
+    /// Whether a table built from `routable` with `routes` would route as this one does.
+    fn routes_as(&self, routable: &Routable, routes: &Arc<RouteMap>) -> bool {
+        Arc::ptr_eq(&self.routes, routes)
+            && self.sets[0].holds(&routable.backends, routable.fallback)
+            && (1..routes.len()).all(|route| {
+                let set = self.set(route);
+                match routable.capps.get(route - 1).and_then(Option::as_ref) {
+                    Some(nodes) => set.same_as(nodes),
+                    None => set.holds(&routable.backends, routable.fallback),
+                }
+            })
     }
 }
 
@@ -123,20 +244,27 @@ pub struct Router {
 }
 
 /// The settings a table is built with (a reload may change them).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 struct Policy {
     algorithm: Algorithm,
     slow_start: Option<Duration>,
+    routes: Arc<RouteMap>,
 }
 
 impl Router {
     /// A router with an empty table (generation 0): nothing is routable before a verdict.
     pub fn new(algorithm: Algorithm) -> Router {
+        Router::empty(algorithm, Arc::default())
+    }
+
+    fn empty(algorithm: Algorithm, routes: Arc<RouteMap>) -> Router {
+        let table = RoutingTable::with_routes(0, algorithm, Routable::default(), routes.clone());
         Router {
-            current: ArcSwap::from_pointee(RoutingTable::new(0, algorithm, Routable::default())),
+            current: ArcSwap::from_pointee(table),
             policy: Mutex::new(Policy {
                 algorithm,
                 slow_start: None,
+                routes,
             }),
         }
     }
@@ -147,17 +275,38 @@ impl Router {
         self
     }
 
-    /// Build later tables with `algorithm` and `slow_start`; true if that is a change (the
-    /// caller then publishes with `force`).
-    pub fn set_policy(&self, algorithm: Algorithm, slow_start: Option<Duration>) -> bool {
-        let mut policy = self.lock_policy();
-        let new = Policy {
+    /// Route paths by `capps` (CApp-aware routing), from the empty table on.
+    pub fn with_capps(self, capps: &[CappRoute]) -> Router {
+        let Policy {
             algorithm,
             slow_start,
-        };
-        let changed = *policy != new;
-        *policy = new;
+            ..
+        } = self.lock_policy().clone();
+        Router::empty(algorithm, Arc::new(RouteMap::new(capps))).with_slow_start(slow_start)
+    }
+
+    /// Build later tables with `algorithm`, `slow_start` and the CApp map of `capps`; true
+    /// if that is a change (the caller then publishes with `force`).
+    pub fn set_policy(
+        &self,
+        algorithm: Algorithm,
+        slow_start: Option<Duration>,
+        capps: &[CappRoute],
+    ) -> bool {
+        let mut policy = self.lock_policy();
+        let mut changed = policy.algorithm != algorithm || policy.slow_start != slow_start;
+        policy.algorithm = algorithm;
+        policy.slow_start = slow_start;
+        if !policy.routes.is_of(capps) {
+            policy.routes = Arc::new(RouteMap::new(capps));
+            changed = true;
+        }
         changed
+    }
+
+    /// The CApp map the next table is built with.
+    pub fn routes(&self) -> Arc<RouteMap> {
+        self.lock_policy().routes.clone()
     }
 
     fn lock_policy(&self) -> std::sync::MutexGuard<'_, Policy> {
@@ -176,32 +325,32 @@ impl Router {
         self.current.load_full()
     }
 
-    /// Build a table from `routable()` and publish it with the next generation, then let
-    /// `published` see the previous and the new table. Both run under the policy lock, so
-    /// the last publisher always sees the latest states and observers see generations in
-    /// order. Unless `force` (the policy or a weight changed), nothing is published when
-    /// the backends are the ones already published (two flips raced and the first rebuild
-    /// saw both): the generation counts changes only.
+    /// Build a table from `routable(routes)` and publish it with the next generation, then
+    /// let `published` see the previous and the new table. All run under the policy lock,
+    /// so the last publisher always sees the latest states, observers see generations in
+    /// order, and the CApp map the nodes were sorted by is the one the table matches paths
+    /// with. Unless `force` (the policy or a weight changed), nothing is published when the
+    /// table would route as the one already published (two flips raced and the first
+    /// rebuild saw both): the generation counts changes only.
     pub fn publish(
         &self,
         force: bool,
-        routable: impl FnOnce() -> Routable,
+        routable: impl FnOnce(&RouteMap) -> Routable,
         published: impl FnOnce(&RoutingTable, &RoutingTable),
     ) {
         let policy = self.lock_policy();
         let current = self.current.load_full();
-        let routable = routable();
-        let same_ids = |a: &[Arc<Backend>], b: &[Arc<Backend>]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id)
-        };
-        if !force
-            && current.fallback == routable.fallback
-            && same_ids(&current.backends, &routable.backends)
-        {
+        let routable = routable(&policy.routes);
+        if !force && current.routes_as(&routable, &policy.routes) {
             return;
         }
         let generation = current.generation + 1;
-        let mut table = RoutingTable::new(generation, policy.algorithm, routable);
+        let mut table = RoutingTable::with_routes(
+            generation,
+            policy.algorithm,
+            routable,
+            policy.routes.clone(),
+        );
         table.slow_start = policy.slow_start;
         let table = Arc::new(table);
         self.current.store(table.clone());
@@ -219,7 +368,7 @@ mod tests {
         let router = Router::new(Algorithm::RoundRobin);
         let publish = |ids: &[usize]| {
             let ready = ids.iter().map(|&i| nodes[i].clone()).collect();
-            router.publish(false, || Routable::ready(ready), |_, _| {});
+            router.publish(false, |_| Routable::ready(ready), |_, _| {});
             router.load().generation()
         };
         assert_eq!(publish(&[]), 0, "the empty table is already published");
@@ -231,8 +380,9 @@ mod tests {
         let alive = Routable {
             backends: vec![nodes[0].clone(), nodes[1].clone(), nodes[2].clone()],
             fallback: true,
+            capps: Vec::new(),
         };
-        router.publish(false, || alive, |_, _| {});
+        router.publish(false, |_| alive, |_, _| {});
         let table = router.load();
         assert_eq!(
             table.generation(),
@@ -240,5 +390,57 @@ mod tests {
             "same nodes, now as a fallback: a new table"
         );
         assert_eq!((table.len(), table.ready()), (3, 0));
+    }
+
+    #[test]
+    fn each_capp_route_gets_its_own_nodes_only_where_they_differ() {
+        let nodes = crate::routing::select::tests::backends(&[1, 1, 1]);
+        let capps =
+            [("orders", "/orders"), ("billing", "/billing")].map(|(name, path)| CappRoute {
+                name: name.into(),
+                paths: vec![path.into()],
+            });
+        let router = Router::new(Algorithm::RoundRobin).with_capps(&capps);
+        let only_third = RouteNodes {
+            backends: vec![nodes[2].clone()],
+            fallback: false,
+        };
+        let routable = |orders: Option<RouteNodes>| Routable {
+            backends: nodes.clone(),
+            fallback: false,
+            capps: vec![orders, None],
+        };
+        router.publish(false, |_| routable(Some(only_third.clone())), |_, _| {});
+        let table = router.load();
+        let orders = table.route("/orders/7");
+        let billing = table.route("/billing");
+        assert_eq!((orders, billing), (1, 2));
+        for _ in 0..6 {
+            let picked = table.pick_route(orders, &Tried::default());
+            assert_eq!(picked.map(|b| b.id), Some(nodes[2].id));
+        }
+        assert_eq!(table.route_backends(billing).len(), 3);
+        assert_eq!(table.len(), 3, "the default route keeps all three");
+        let mut tried = Tried::default();
+        tried.push(nodes[2].id);
+        assert!(
+            table.pick_route(orders, &tried).is_none(),
+            "no other node serves orders"
+        );
+        assert_eq!(table.sets.len(), 2, "billing shares the default set");
+        let generation = table.generation();
+        router.publish(false, |_| routable(Some(only_third.clone())), |_, _| {});
+        assert_eq!(router.load().generation(), generation, "nothing changed");
+        let none = RouteNodes::default();
+        router.publish(false, |_| routable(Some(none)), |_, _| {});
+        let table = router.load();
+        assert_eq!(table.generation(), generation + 1);
+        assert!(table.pick_route(orders, &Tried::default()).is_none());
+        router.publish(false, |_| routable(None), |_, _| {});
+        assert_eq!(
+            router.load().route_backends(orders).len(),
+            3,
+            "orders healthy again"
+        );
     }
 }

@@ -135,7 +135,7 @@ async fn poll_node(
             // what `/liveness` would (its process answers): asking again would tell its
             // state machine nothing (a readiness pass already cleared its liveness
             // failures), so only the traffic-port connect, if any, is made.
-            let shown_alive = cluster.state(id) == Some(NodeState::Ready)
+            let shown_alive = cluster.state(id).is_some_and(NodeState::is_routable)
                 && passed_readiness.is_some_and(|at| started - at < l.period);
             Box::pin(liveness_round(
                 &cluster,

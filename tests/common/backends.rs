@@ -21,3 +21,28 @@ pub fn loopback_backends(n: usize) -> Vec<Arc<Backend>> {
         })
         .collect()
 }
+
+/// `k` mapped CApps: `capp0` … serving `/capp0` and `/api/capp0/v2`, `/api/capp1/v2`, …
+/// (two prefixes each, so matching walks a trie of some breadth and depth).
+pub fn capp_routes(k: usize) -> Vec<healthgate::config::CappRoute> {
+    (0..k)
+        .map(|i| healthgate::config::CappRoute {
+            name: format!("capp{i}"),
+            paths: vec![format!("/capp{i}"), format!("/api/capp{i}/v2")],
+        })
+        .collect()
+}
+
+/// `nodes` routable for every route, except that the odd ones list CApp `capp0` (route 1)
+/// as faulty: route 1 goes to the even nodes only.
+pub fn with_capp0_faulty_on_odd(nodes: &[Arc<Backend>]) -> healthgate::routing::Routable {
+    let even = nodes.iter().step_by(2).cloned().collect();
+    healthgate::routing::Routable {
+        backends: nodes.to_vec(),
+        fallback: false,
+        capps: vec![Some(healthgate::routing::RouteNodes {
+            backends: even,
+            fallback: false,
+        })],
+    }
+}

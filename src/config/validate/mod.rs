@@ -1,5 +1,6 @@
 //! Turns the serde model into a typed [`Config`], one small function per rule.
 
+mod capps;
 mod discovery;
 mod nodes;
 mod tls;
@@ -82,7 +83,9 @@ pub(super) fn validate(raw: RawConfig) -> Rule<Config> {
         None => defaults::RETRIES,
     };
     let slow_start = optional_duration(raw.balancing.slow_start.as_ref(), "balancing.slow_start")?;
+    let capps = capps::capps(raw.capps.as_ref())?;
     Ok(Config {
+        capps,
         listen,
         admin,
         admin_token,

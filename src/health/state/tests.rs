@@ -16,7 +16,18 @@ fn at(state: NodeState) -> HealthMachine {
 
 fn readiness(healthz_ok: bool, traffic_ok: Option<bool>) -> Observation {
     Observation::Readiness {
-        healthz_ok,
+        healthz: match healthz_ok {
+            true => Healthz::Ok,
+            false => Healthz::Failed,
+        },
+        traffic_ok,
+    }
+}
+
+/// `/healthz` 500 listing only mapped faulty CApps.
+fn partly(traffic_ok: Option<bool>) -> Observation {
+    Observation::Readiness {
+        healthz: Healthz::Partly,
         traffic_ok,
     }
 }
@@ -37,32 +48,29 @@ fn transition_table_with_thresholds_of_one() {
         ("liveness ok", Observation::Liveness(true)),
         ("liveness failed", Observation::Liveness(false)),
         ("traffic failed (passive)", Observation::TrafficFailed),
+        ("healthz partly, traffic unchecked", partly(None)),
+        ("healthz partly, traffic ok", partly(Some(true))),
+        ("healthz partly, traffic failed", partly(Some(false))),
     ];
     // expected[state][observation]
-    let expected: [(NodeState, [NodeState; 9]); 4] = [
-        //            ok/-      ok/ok  ok/fail fail/-    fail/ok   fail/fail live  unlive  passive
-        (
-            Starting,
-            [
-                Starting, Ready, Dead, NotReady, NotReady, Dead, Starting, Dead, Dead,
-            ],
-        ),
-        (
-            Ready,
-            [
-                Ready, Ready, Dead, NotReady, NotReady, Dead, Ready, Dead, Dead,
-            ],
-        ),
-        (
-            NotReady,
-            [
-                NotReady, Ready, Dead, NotReady, NotReady, Dead, NotReady, Dead, Dead,
-            ],
-        ),
-        (
-            Dead,
-            [Dead, Ready, Dead, Dead, Dead, Dead, NotReady, Dead, Dead],
-        ),
+    #[rustfmt::skip]
+    let expected: [(NodeState, [NodeState; 12]); 5] = [
+        //  ok/-         ok/ok  ok/fail fail/-    fail/ok   fail/fail live         unlive passive partly/-     partly/ok    partly/fail
+        (Starting, [
+            Starting,    Ready, Dead,   NotReady, NotReady, Dead,     Starting,    Dead,  Dead,   Starting,    PartlyReady, Dead,
+        ]),
+        (Ready, [
+            Ready,       Ready, Dead,   NotReady, NotReady, Dead,     Ready,       Dead,  Dead,   PartlyReady, PartlyReady, Dead,
+        ]),
+        (PartlyReady, [
+            Ready,       Ready, Dead,   NotReady, NotReady, Dead,     PartlyReady, Dead,  Dead,   PartlyReady, PartlyReady, Dead,
+        ]),
+        (NotReady, [
+            NotReady,    Ready, Dead,   NotReady, NotReady, Dead,     NotReady,    Dead,  Dead,   NotReady,    PartlyReady, Dead,
+        ]),
+        (Dead, [
+            Dead,        Ready, Dead,   Dead,     Dead,     Dead,     NotReady,    Dead,  Dead,   Dead,        PartlyReady, Dead,
+        ]),
     ];
     for (from, row) in expected {
         for ((label, obs), to) in observations.iter().zip(row) {
@@ -216,9 +224,34 @@ fn streaks_restart_after_a_flip() {
 }
 
 #[test]
-fn state_round_trips_through_its_atomic_encoding() {
-    for s in NodeState::ALL {
-        assert_eq!(NodeState::from_u8(s.to_u8()), s);
-    }
-    assert_eq!(NodeState::from_u8(200), Dead);
+fn partly_ready_is_routable_and_follows_each_answer() {
+    let t = Thresholds {
+        success: 3,
+        failure: 3,
+        ..ONE
+    };
+    assert!(Ready.is_routable() && PartlyReady.is_routable());
+    assert!(!at(PartlyReady).needs_traffic_check());
+    // Readmission counts partial passes like full ones, and lands where the last one says.
+    let mut m = at(NotReady);
+    assert_eq!(m.observe(readiness(true, Some(true)), &t), None);
+    assert_eq!(m.observe(partly(Some(true)), &t), None);
+    assert_eq!(
+        m.observe(partly(Some(true)), &t),
+        Some(Flip {
+            from: NotReady,
+            to: PartlyReady
+        })
+    );
+    // Routable: the next answer moves it at once, either way.
+    let back = m.observe(readiness(true, None), &t);
+    assert_eq!(back.map(|f| f.to), Some(Ready));
+    assert_eq!(m.observe(partly(None), &t).map(|f| f.to), Some(PartlyReady));
+    // A failure (an unmapped faulty CApp) still needs the failure threshold.
+    assert_eq!(m.observe(readiness(false, None), &t), None);
+    assert_eq!(m.observe(readiness(false, None), &t), None);
+    assert_eq!(
+        m.observe(readiness(false, None), &t).map(|f| f.to),
+        Some(NotReady)
+    );
 }

@@ -18,6 +18,22 @@ pub struct Status {
     pub fallback: bool,
     /// Every configured node, in configuration order.
     pub nodes: Vec<NodeStatus>,
+    /// Every mapped CApp (`capps`), in configuration order.
+    pub capps: Vec<CappStatus>,
+}
+
+/// One mapped CApp in `/status`: where its paths go now.
+#[derive(Debug, Serialize)]
+pub struct CappStatus {
+    /// The CApp's name.
+    pub name: String,
+    /// The path prefixes it serves.
+    pub paths: Vec<String>,
+    /// Ready nodes that receive its paths (0: its requests get 503, or go to alive, not
+    /// ready nodes under `when_none_ready: any_alive`).
+    pub ready_nodes: usize,
+    /// The nodes that list it as faulty.
+    pub faulty_on: Vec<String>,
 }
 
 /// One node in `/status`.
@@ -29,7 +45,7 @@ pub struct NodeStatus {
     pub address: String,
     /// Health (internal API) address.
     pub health_address: String,
-    /// `starting`, `ready`, `not_ready` or `dead`.
+    /// `starting`, `ready`, `partly_ready`, `not_ready` or `dead`.
     pub state: &'static str,
     /// Faulty CApps from the last readiness answer.
     pub faulty_capps: Vec<String>,
@@ -103,12 +119,39 @@ impl Status {
     pub fn of(cluster: &Cluster) -> Status {
         let table = cluster.table();
         let now = SystemTime::now();
+        let reports = cluster.reports();
+        let routes = table.routes();
+        let capps = routes
+            .capps()
+            .iter()
+            .enumerate()
+            .map(|(i, capp)| {
+                let route = i + 1;
+                CappStatus {
+                    name: capp.name.clone(),
+                    paths: capp.paths.clone(),
+                    ready_nodes: match table.is_route_fallback(route) {
+                        true => 0,
+                        false => table.route_backends(route).len(),
+                    },
+                    faulty_on: reports
+                        .iter()
+                        .filter(|r| {
+                            r.faulty_capps
+                                .iter()
+                                .any(|c| routes.route_of_faulty(c) == Some(route))
+                        })
+                        .map(|r| r.name.clone())
+                        .collect(),
+                }
+            })
+            .collect();
         Status {
             generation: table.generation(),
             ready: table.ready(),
             fallback: table.is_fallback(),
-            nodes: cluster
-                .reports()
+            capps,
+            nodes: reports
                 .into_iter()
                 .map(|r| NodeStatus {
                     name: r.name,
@@ -132,9 +175,37 @@ impl Status {
     }
 }
 
+/// One line on where each mapped CApp's paths go; a CApp no ready node serves stands out.
+fn capps_line(capps: &[CappStatus]) -> String {
+    if capps.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = capps
+        .iter()
+        .map(|c| {
+            let faulty = match c.faulty_on.is_empty() {
+                true => String::new(),
+                false => format!(", faulty on {}", escape(&c.faulty_on.join(", "))),
+            };
+            let class = if c.ready_nodes == 0 { " class=\"down\"" } else { "" };
+            format!(
+                "<span data-capp=\"{name}\"{class}><b>{name}</b> ({paths}): {n} node(s){faulty}</span>",
+                name = escape(&c.name),
+                paths = escape(&c.paths.join(" ")),
+                n = c.ready_nodes,
+            )
+        })
+        .collect();
+    format!(
+        "<p class=\"routes\" id=\"capps\">CApps: {}</p>",
+        items.join(" · ")
+    )
+}
+
 fn colour(state: &str) -> &'static str {
     match state {
         s if s == NodeState::Ready.as_str() => "#1a7f37",
+        s if s == NodeState::PartlyReady.as_str() => "#5c7f1a",
         s if s == NodeState::NotReady.as_str() => "#b35900",
         s if s == NodeState::Dead.as_str() => "#c62828",
         _ => "#555",
@@ -185,7 +256,7 @@ td,th{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-a
 white-space:nowrap}td.wrap{white-space:normal}\
 .state{display:inline-block;padding:.1em .5em;border-radius:.8em;color:#fff;font-weight:600}\
 .ok{color:#1a7f37}.bad{color:#c62828;font-weight:600}.muted{color:#888}.small{font-size:.85em;color:#555}\
-.capps{color:#b35900;font-weight:600}\
+.capps{color:#b35900;font-weight:600}.routes .down{color:#c62828;font-weight:600}\
 .fallback{background:#fff3e0;border-left:.3em solid #b35900;padding:.4em .6em}\
 @media (max-width:700px){table,tbody,tr,td{display:block;width:100%}tr:first-child{display:none}\
 tr{border:1px solid #ddd;border-radius:.4em;margin:0 0 .8em;padding:.3em}\
@@ -248,7 +319,7 @@ pub fn html(status: &Status) -> String {
 <title>healthgate: {ready}/{total} ready</title><style>{STYLE}</style></head>\
 <body><h1>healthgate</h1>\
 <p class=\"summary\" id=\"summary\"><b>{ready} of {total}</b> node(s) ready · routing table \
-generation <b>{generation}</b></p>{fallback}\
+generation <b>{generation}</b></p>{fallback}{capps}\
 <table><tr><th>node</th><th>state</th>{probe_headers}\
 <th>faulty CApps</th><th>requests</th><th>errors</th><th>weight</th><th>last error</th></tr>\
 {rows}</table>\
@@ -256,6 +327,7 @@ generation <b>{generation}</b></p>{fallback}\
 reloads every 2 s</p></body></html>",
         ready = status.ready,
         total = status.nodes.len(),
+        capps = capps_line(&status.capps),
         generation = status.generation,
         fallback = if status.fallback {
             "<p class=\"fallback\" id=\"fallback\">No node is ready: traffic goes to the alive, \

@@ -11,15 +11,26 @@ impl Cluster {
     /// member's counters.
     pub fn scrape(&self) -> Scrape {
         let table = self.table();
+        let routes = table.routes();
         let routed: HashSet<usize> = table.backends().iter().map(|b| b.id).collect();
         let members = self.members.load();
         let nodes = members
             .list
             .iter()
             .map(|m| {
-                let (state, faulty_capps) = {
+                let (state, faulty_capps, mapped_faulty) = {
                     let h = m.lock();
-                    (h.machine.state(), h.faulty_capps.len())
+                    let mut mapped: Vec<String> = h
+                        .faulty_capps
+                        .iter()
+                        .filter_map(|c| routes.route_of_faulty(c))
+                        .filter_map(|route| routes.name(route))
+                        .map(str::to_string)
+                        .collect();
+                    // Two versions of one CApp would make one series twice.
+                    mapped.sort();
+                    mapped.dedup();
+                    (h.machine.state(), h.faulty_capps.len(), mapped)
                 };
                 NodeSample {
                     counters: m.backend.counters.clone(),
@@ -29,6 +40,7 @@ impl Cluster {
                         drained: m.is_drained(),
                         ejected: self.is_ejected(m),
                         faulty_capps,
+                        mapped_faulty,
                     },
                 }
             })
@@ -38,6 +50,16 @@ impl Cluster {
                 ready: table.ready(),
                 generation: table.generation(),
                 fallback: table.is_fallback(),
+                capps: (1..routes.len())
+                    .filter_map(|route| {
+                        let name = routes.name(route)?.to_string();
+                        let ready = match table.is_route_fallback(route) {
+                            true => 0,
+                            false => table.route_backends(route).len(),
+                        };
+                        Some((name, ready))
+                    })
+                    .collect(),
             },
             nodes,
         }

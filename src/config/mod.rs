@@ -8,7 +8,7 @@ mod raw;
 mod validate;
 
 pub use error::{ConfigError, Invalid};
-pub use validate::{MAX_REQUEST_HEADER, MAX_RETRIES};
+pub use validate::{MAX_REQUEST_HEADER, MAX_RETRIES, capp_of};
 
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -12,6 +12,6 @@ mod select;
 mod table;
 
 pub use backend::{Backend, InFlight, NodeTls, Tried};
-pub use routes::{DEFAULT_ROUTE, Route, RouteMap, capp_of};
+pub use routes::{DEFAULT_ROUTE, Route, RouteMap};
 pub use select::Selector;
 pub use table::{Routable, RouteNodes, Router, RoutingTable};

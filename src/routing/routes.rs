@@ -2,7 +2,7 @@
 //! serves; route `i` (1-based) is `capps[i - 1]`. The map is built once per configuration
 //! into a segment trie, so matching walks the path's segments once and allocates nothing.
 
-use crate::config::CappRoute;
+use crate::config::{CappRoute, capp_of};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -11,22 +11,6 @@ pub type Route = usize;
 
 /// The route of paths no mapped CApp serves.
 pub const DEFAULT_ROUTE: Route = 0;
-
-/// The CApp name in a faulty CApp's file name as MI reports it: `orders_1.0.0.car` →
-/// `orders`, `my_api_2.1.0-SNAPSHOT.car` → `my_api`. Without `.car` or a version the name
-/// is what is left.
-pub fn capp_of(reported: &str) -> &str {
-    let stem = reported.trim();
-    let stem = stem.strip_suffix(".car").unwrap_or(stem);
-    match stem.rsplit_once('_') {
-        Some((name, version))
-            if !name.is_empty() && version.starts_with(|c: char| c.is_ascii_digit()) =>
-        {
-            name
-        }
-        _ => stem,
-    }
-}
 
 /// The CApp map, ready for the hot path.
 #[derive(Debug, Default)]

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// What a member is at the moment of a scrape, read from where each fact is kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeGauges {
     /// Its state.
     pub state: NodeState,
@@ -20,6 +20,9 @@ pub struct NodeGauges {
     pub ejected: bool,
     /// Faulty CApps in its last readiness answer.
     pub faulty_capps: usize,
+    /// Of those, the mapped ones (`capps`), by their configured names: label values
+    /// bounded by the configuration, and of safe characters (validated).
+    pub mapped_faulty: Vec<String>,
 }
 
 /// One member in a scrape: its counters and its gauges.
@@ -62,6 +65,11 @@ const EJECTIONS: Family = Family(
 const FAULTY_CAPPS: Family = Family(
     "healthgate_backend_faulty_capps",
     "Number of faulty CApps in the node's last readiness answer",
+    "gauge",
+);
+const CAPP_FAULTY: Family = Family(
+    "healthgate_capp_faulty",
+    "1 for each mapped CApp (capps) the node's last readiness answer lists as faulty; its paths go to other nodes",
     "gauge",
 );
 const PROBES: Family = Family(
@@ -154,7 +162,7 @@ type WriteNode = fn(&mut String, &Counters, &NodeGauges);
 
 /// Every per-node family in exposition order, each with the writer of one node's lines.
 /// Whole families stay together, as the text format requires.
-const FAMILIES: [(Family, WriteNode); 12] = [
+const FAMILIES: [(Family, WriteNode); 13] = [
     (UP, |out, c, g| {
         sample(out, UP.0, "", &c.label, &[], u64::from(g.up));
     }),
@@ -175,6 +183,11 @@ const FAMILIES: [(Family, WriteNode); 12] = [
     }),
     (FAULTY_CAPPS, |out, c, g| {
         sample(out, FAULTY_CAPPS.0, "", &c.label, &[], g.faulty_capps);
+    }),
+    (CAPP_FAULTY, |out, c, g| {
+        for capp in &g.mapped_faulty {
+            sample(out, CAPP_FAULTY.0, "", &c.label, &[("capp", capp)], 1);
+        }
     }),
     (PROBES, |out, c, _| {
         for k in ProbeKind::ALL {
@@ -218,7 +231,7 @@ fn header(out: &mut String, Family(name, help, kind): &Family) {
 }
 
 /// One line: `name{node="…",k="v",…} value`. `node` is pre-escaped; the other label
-/// values are fixed strings that need no escaping.
+/// values are fixed strings or validated CApp names that need no escaping.
 fn sample(
     out: &mut String,
     name: &str,
@@ -265,14 +278,16 @@ mod tests {
         drained: false,
         ejected: false,
         faulty_capps: 0,
+        mapped_faulty: Vec::new(),
     };
 
     #[test]
     fn renders_every_family_with_its_series() {
         let ready = NodeGauges {
-            state: NodeState::Ready,
+            state: NodeState::PartlyReady,
             up: true,
             faulty_capps: 2,
+            mapped_faulty: vec!["orders".into()],
             ..STARTING
         };
         let n = node("mi-1", ready);
@@ -284,7 +299,9 @@ mod tests {
         let text: String = Pieces::new(vec![n], usize::MAX).collect();
         for line in [
             "healthgate_backend_up{node=\"mi-1\"} 1",
-            "healthgate_backend_state{node=\"mi-1\",state=\"ready\"} 1",
+            "healthgate_backend_state{node=\"mi-1\",state=\"partly_ready\"} 1",
+            "healthgate_backend_state{node=\"mi-1\",state=\"ready\"} 0",
+            "healthgate_capp_faulty{node=\"mi-1\",capp=\"orders\"} 1",
             "healthgate_backend_state{node=\"mi-1\",state=\"starting\"} 0",
             "healthgate_backend_faulty_capps{node=\"mi-1\"} 2",
             "healthgate_probes_total{node=\"mi-1\",probe=\"readiness\",result=\"success\"} 1",
@@ -304,13 +321,13 @@ mod tests {
             text.lines()
                 .any(|l| l == "healthgate_upstream_tls_failures_total{node=\"mi-1\"} 0")
         );
-        assert_eq!(text.matches("# TYPE ").count(), 12);
+        assert_eq!(text.matches("# TYPE ").count(), 13);
     }
 
     #[test]
     fn pieces_end_on_whole_lines_and_join_to_the_whole_text() {
         let nodes: Vec<NodeSample> = (0..40)
-            .map(|i| node(&format!("mi-{i}"), STARTING))
+            .map(|i| node(&format!("mi-{i}"), STARTING.clone()))
             .collect();
         let whole: String = Pieces::new(nodes.clone(), usize::MAX).collect();
         let pieces: Vec<String> = Pieces::new(nodes, 4096).collect();
@@ -325,6 +342,6 @@ mod tests {
             assert!(piece.ends_with('\n'), "{piece:?}");
             assert!(piece.len() < 4096 + 8192, "{} bytes", piece.len());
         }
-        assert_eq!(whole.matches("# TYPE ").count(), 12);
+        assert_eq!(whole.matches("# TYPE ").count(), 13);
     }
 }

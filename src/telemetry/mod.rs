@@ -25,7 +25,7 @@ use prometheus::{
 use std::fmt::Write as _;
 
 /// What the routing table is at the moment of a scrape.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableGauges {
     /// Ready nodes in the table (0 in a fallback table).
     pub ready: usize,
@@ -33,6 +33,9 @@ pub struct TableGauges {
     pub generation: u64,
     /// Whether the table routes to alive, not ready nodes because none is ready.
     pub fallback: bool,
+    /// Per mapped CApp (`capps`), in configuration order: its name and the ready nodes
+    /// that receive its paths (0 under a fallback).
+    pub capps: Vec<(String, usize)>,
 }
 
 /// Everything a scrape reports that is read, not counted: the table and every member.
@@ -305,13 +308,13 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut head) {
             log::error!("metrics encoding failed: {e}");
         }
-        table_gauges(&mut head, scrape.table);
+        table_gauges(&mut head, &scrape.table);
         std::iter::once(head).chain(Pieces::new(scrape.nodes, piece_bytes))
     }
 }
 
-/// The routing table's three gauges, in the text format.
-fn table_gauges(out: &mut String, table: TableGauges) {
+/// The routing table's gauges, in the text format.
+fn table_gauges(out: &mut String, table: &TableGauges) {
     let gauges = [
         (
             "healthgate_ready_backends",
@@ -335,6 +338,15 @@ fn table_gauges(out: &mut String, table: TableGauges) {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    let name = "healthgate_capp_ready_nodes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Ready nodes that receive a mapped CApp's paths (capps): 0 when none can serve them\n# TYPE {name} gauge"
+    );
+    for (capp, nodes) in &table.capps {
+        // CApp names are validated to letters, digits, '-', '_' and '.': no escaping.
+        let _ = writeln!(out, "{name}{{capp=\"{capp}\"}} {nodes}");
+    }
 }
 
 #[cfg(test)]
@@ -349,6 +361,7 @@ mod tests {
                 ready: 2,
                 generation: 7,
                 fallback: false,
+                capps: vec![("orders".into(), 1)],
             },
             nodes: Vec::new(),
         };
@@ -357,6 +370,7 @@ mod tests {
             "healthgate_ready_backends 2",
             "healthgate_routing_table_generation 7",
             "healthgate_routing_fallback 0",
+            "healthgate_capp_ready_nodes{capp=\"orders\"} 1",
             "healthgate_config_reloads_total{result=\"failure\"} 0",
             "healthgate_local_connect_errors_total{source=\"probe\"} 0",
         ] {

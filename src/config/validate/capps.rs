@@ -73,7 +73,7 @@ pub(super) fn capps(raw: Option<&Spanned<Vec<Spanned<RawCapp>>>>) -> Rule<Vec<Ca
 fn capp_name(raw: &Spanned<String>, at: &str) -> Rule<String> {
     let name = raw.value.trim();
     if name.ends_with(".car") {
-        let bare = crate::routing::capp_of(name);
+        let bare = capp_of(name);
         return fail(
             raw,
             at,
@@ -125,4 +125,20 @@ fn path_prefix(raw: &Spanned<String>, at: &str) -> Rule<String> {
     }
     let trimmed = path.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_string())
+}
+
+/// The CApp name in a faulty CApp's file name as MI reports it: `orders_1.0.0.car` →
+/// `orders`, `my_api_2.1.0-SNAPSHOT.car` → `my_api`. Without `.car` or a version the name
+/// is what is left.
+pub fn capp_of(reported: &str) -> &str {
+    let stem = reported.trim();
+    let stem = stem.strip_suffix(".car").unwrap_or(stem);
+    match stem.rsplit_once('_') {
+        Some((name, version))
+            if !name.is_empty() && version.starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            name
+        }
+        _ => stem,
+    }
 }

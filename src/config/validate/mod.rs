@@ -14,6 +14,7 @@ use super::{
     LogLevel, NoneReadyPolicy, OutlierConfig, ReadinessConfig, ShutdownConfig, TimeoutsConfig,
     UpstreamTlsConfig, defaults,
 };
+pub use capps::capp_of;
 use nodes::nodes;
 use serde_saphyr::Spanned;
 use std::net::SocketAddr;

@@ -307,3 +307,113 @@ async fn a_reload_changes_the_capp_map_in_one_step() {
         assert_eq!(proxy.get("/orders/1").await, (200, Some("mi-3".into())));
     }
 }
+
+/// Under `when_none_ready: any_alive`, a CApp no ready node serves falls back to the alive,
+/// not ready nodes that do not list it, never to a node that lists it faulty (its APIs are
+/// not deployed there); the other paths are not a fallback at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_alive_falls_back_only_to_nodes_that_do_not_list_the_capp() {
+    let nodes = start_nodes(3);
+    let mut any_alive = config(&nodes, MAP);
+    any_alive.when_none_ready = "any_alive";
+    let proxy = any_alive.start().await;
+    proxy.wait_ready(3).await;
+    nodes[0].add_faulty_capp(ORDERS);
+    nodes[1].add_faulty_capp(ORDERS);
+    nodes[2].add_faulty_capp("shipping_1.0.0.car");
+    eventually(DEADLINE, "two partly ready, mi-3 not ready", || async {
+        states(&proxy).await == ["partly_ready", "partly_ready", "not_ready"]
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(proxy.get("/orders/1").await, (200, Some("mi-3".into())));
+    }
+    let mut billing = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let (status, node) = proxy.get("/billing/1").await;
+        assert_eq!(status, 200);
+        billing.insert(node.unwrap());
+    }
+    assert_eq!(billing, ["mi-1".to_string(), "mi-2".into()].into());
+    let status = proxy.status().await;
+    assert_eq!(
+        status["fallback"], false,
+        "the default route has ready nodes"
+    );
+    assert_eq!(status["capps"][0]["ready_nodes"], 0);
+
+    // With no alive node free of it either, orders gets its 503.
+    nodes[2].set_faulty_capps(vec![ORDERS.into(), "shipping_1.0.0.car".into()]);
+    eventually(DEADLINE, "orders refused", || async {
+        proxy.get("/orders/1").await.0 == 503
+    })
+    .await;
+    assert_eq!(proxy.get("/billing/1").await.0, 200);
+}
+
+/// A health port that answers `/liveness` 200, as MI does, and `/healthz` with `healthz`.
+async fn health_port(healthz: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 2048];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let answer = match request[..n].starts_with(b"GET /liveness") {
+                    true => {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 22\r\nConnection: close\r\n\r\n{\"server\" : \"started\"}"
+                    }
+                    false => healthz,
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Only a 500 whose list of faulty CApps was read whole, every one mapped, is a partial
+/// pass: a list cut short may hide an unmapped CApp, an empty 500 names none, and another
+/// status is no MI faulty-CApp answer. Those nodes stay out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_complete_list_of_mapped_capps_makes_a_node_partly_ready() {
+    const HEAD: &str = "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n";
+    // No Content-Length, ended by the close: MI's framing varies too.
+    let complete = health_port(concat!(
+        "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n",
+        r#"{"status": "not ready, faulty CAPPs detected", "Faulty CAPPs" : ["orders_1.0.0.car"]}"#
+    ))
+    .await;
+    let cut = health_port(
+        "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n{\"Faulty CAPPs\" : [\"orders_1.0.0.car\", \"billing_1.0.0.car\",",
+    )
+    .await;
+    let empty = health_port(HEAD).await;
+    let other = health_port(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n{\"Faulty CAPPs\" : [\"orders_1.0.0.car\"]}",
+    )
+    .await;
+    // The simulated nodes only lend their traffic ports.
+    let sims = start_nodes(4);
+    let traffic = |i: usize| sims[i].traffic_addr();
+    let none: &[mi_sim::SimNode] = &[];
+    let mut config = ProxyConfig::new(none)
+        .node("complete", traffic(0), complete)
+        .node("cut", traffic(1), cut)
+        .node("empty", traffic(2), empty)
+        .node("other", traffic(3), other);
+    config.extra_yaml = MAP.to_string();
+    let proxy = config.start().await;
+    eventually(DEADLINE, "every node judged", || async {
+        let s = proxy.status().await;
+        ["complete", "cut", "empty", "other"].map(|n| node_field(&s, n, "state"))
+            == ["partly_ready", "not_ready", "not_ready", "not_ready"]
+    })
+    .await;
+    for _ in 0..4 {
+        assert_eq!(proxy.get("/billing").await, (200, Some("mi-1".into())));
+    }
+    assert_eq!(proxy.get("/orders").await.0, 503);
+}

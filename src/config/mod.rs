@@ -488,8 +488,12 @@ impl Config {
             0 => String::new(),
             n => format!(" + {n} DNS name(s) resolved at run time"),
         };
+        let capps = match self.capps.len() {
+            0 => String::new(),
+            n => format!(", {n} CApp(s) mapped to paths"),
+        };
         format!(
-            "{} node(s){discovered}, listen {}, admin {}, {} thread(s), {} with {} retries, when none ready: {}",
+            "{} node(s){discovered}, listen {}, admin {}, {} thread(s), {} with {} retries, when none ready: {}{capps}",
             self.nodes.len(),
             listen.join(","),
             self.admin,

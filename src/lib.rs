@@ -46,10 +46,15 @@
 //!   turn (one or two probes).
 //! - **observation** — what a round or live traffic tells the state machine
 //!   ([`health::Observation`]); a **flip** is a change of **state** ([`health::NodeState`]:
-//!   starting, ready, not_ready, dead). Only flips rebuild the table.
+//!   starting, ready, partly_ready, not_ready, dead). Only flips (and a change in which CApps
+//!   a node lists faulty) rebuild the table.
 //! - **table** — the immutable snapshot of the **routable** backends ([`routing::RoutingTable`]),
-//!   published by the [`routing::Router`]. Routable: ready (or alive, under a `fallback`), not
-//!   drained, not ejected.
+//!   published by the [`routing::Router`]. Routable: ready or partly ready (or alive, under a
+//!   `fallback`), not drained, not ejected.
+//! - **route** — which mapped CApp a request path belongs to ([`routing::Route`], from the
+//!   [`routing::RouteMap`] built from `capps`; route 0: none). The table holds the nodes of
+//!   each route; a **partly ready** node is left out of the routes of the CApps it lists
+//!   faulty.
 //! - **drain** — the operator taking a node out by hand; **ejection** — outlier detection
 //!   taking it out for a while.
 //! - **counters** — a member's event counts ([`telemetry::Counters`]); **gauges** — what a

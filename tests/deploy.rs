@@ -113,7 +113,10 @@ fn alert_rules_cover_the_operator_cases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_and_dashboard_query_only_exported_metrics() {
     let nodes = start_nodes(1);
-    let proxy = ProxyConfig::new(&nodes).start().await;
+    let mut config = ProxyConfig::new(&nodes);
+    // A mapped CApp, so the per-CApp series exist.
+    config.extra_yaml = "capps:\n  - name: orders\n    paths: [/orders]\n".into();
+    let proxy = config.start().await;
     proxy.wait_ready(1).await;
     assert_eq!(proxy.get("/").await.0, 200);
     let metrics = proxy.metrics().await;

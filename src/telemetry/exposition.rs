@@ -44,7 +44,7 @@ const UP: Family = Family(
 );
 const STATE: Family = Family(
     "healthgate_backend_state",
-    "1 for the node's current state (starting, ready, not_ready, dead), else 0",
+    "1 for the node's current state (starting, ready, partly_ready, not_ready, dead), else 0",
     "gauge",
 );
 const DRAINED: Family = Family(

@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the hot path and of what a flip costs:
 //! - picking a node from the published snapshot (3, 100, 1000 ready nodes; each algorithm)
 //!   while another thread swaps in a new table every millisecond;
-//! - the same with a CApp map of 20 CApps: matching the path, then picking for its route;
+//! - the same with a CApp map of 20 CApps: matching the path, then picking for its route
+//!   (`pick_for_path`), and the match alone (`match_path`);
 //! - building a snapshot;
 //! - reading faulty CApp names from a `/healthz` body.
 //!
@@ -103,6 +104,21 @@ fn pick_for_path(c: &mut Criterion) {
                 },
             );
         }
+    }
+    group.finish();
+    // The match alone, on a prefix one segment deep and one three segments deep.
+    let mut group = c.benchmark_group("match_path");
+    group.throughput(Throughput::Elements(1));
+    let router = Router::new(Algorithm::RoundRobin).with_capps(&capp_routes(20));
+    for (label, target) in [
+        ("1_segment", "/capp0/orders/42"),
+        ("3_segments", "/api/capp0/v2/orders/42?expand=1"),
+        ("unmapped", "/services/echo"),
+    ] {
+        group.bench_with_input(label, target, |b, target| {
+            let table = router.load();
+            b.iter(|| black_box(table.route(black_box(target))))
+        });
     }
     group.finish();
 }

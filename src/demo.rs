@@ -179,7 +179,8 @@ fn config_yaml(args: &DemoArgs, nodes: &[DemoNode], tls: Option<&DemoTls>) -> St
             quoted(&tls.files.ca)
         );
     }
-    yaml.push_str("nodes:\n");
+    // One mapped CApp, so the demo shows CApp-aware routing too.
+    yaml.push_str("capps:\n  - name: orders\n    paths: [/orders]\nnodes:\n");
     for n in nodes {
         let _ = writeln!(
             yaml,
@@ -278,10 +279,14 @@ fn banner(args: &DemoArgs, nodes: &[DemoNode], tls: Option<&DemoTls>) -> String 
         }
         let _ = write!(
             text,
-            "  curl -X POST -d bad_1.0.0.car http://{second}/faulty     # mi-2 reports a faulty CApp\n  \
+            "  curl -X POST -d bad_1.0.0.car http://{second}/faulty     # mi-2 reports a faulty CApp: out\n  \
+             curl -X DELETE http://{second}/faulty                     # and recovers\n  \
+             curl -X POST -d orders_1.0.0.car http://{second}/faulty  # a mapped one: mi-2 partly_ready,\n  \
+             curl -i http://{listen}/orders/1                          #   /orders no longer goes there\n  \
              curl -X DELETE http://{second}/faulty                     # and recovers\n  \
              curl -X POST http://{third}/shutdown                       # MI-style shutdown of mi-3\n  \
-             curl -X POST http://{third}/start                          # mi-3 starts again\n\nCtrl-C stops.\n"
+             curl -X POST http://{third}/start                          # mi-3 starts again\n\nCtrl-C stops.\n",
+            listen = args.listen
         );
     }
     text

@@ -1,5 +1,5 @@
 //! The load: a few keep-alive HTTP/1.1 connections, each sending GETs one after another at a
-//! steady pace, recording every request's start, latency, outcome and answering node. A
+//! steady pace, recording every request's start, path, latency, outcome and answering node. A
 //! connection that breaks is counted (the request on it failed) and opened again.
 
 use bytes::Bytes;
@@ -19,12 +19,16 @@ pub const CONNECTIONS: usize = 6;
 const PACE: Duration = Duration::from_millis(5);
 /// A request with no complete answer after this long is a failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The path every scenario sends to, unless it needs several integrations.
+pub const ROOT: &[&str] = &["/"];
 
 /// What happened to one request.
 #[derive(Clone, Debug)]
 pub struct Record {
     /// When it was sent.
     pub start: Instant,
+    /// The request path.
+    pub path: &'static str,
     /// Until its answer was complete or it failed.
     pub latency: Duration,
     /// The HTTP status, or `None` for a transport error (refused, reset, timed out).
@@ -52,11 +56,11 @@ pub struct Load {
 }
 
 impl Load {
-    /// Start [`CONNECTIONS`] connections to `addr`.
-    pub fn start(addr: SocketAddr) -> Load {
+    /// Start [`CONNECTIONS`] connections to `addr`, each sending to `paths` in turn.
+    pub fn start(addr: SocketAddr, paths: &'static [&'static str]) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..CONNECTIONS)
-            .map(|_| tokio::spawn(worker(addr, stop.clone())))
+            .map(|c| tokio::spawn(worker(addr, paths, c, stop.clone())))
             .collect();
         Load { stop, workers }
     }
@@ -91,11 +95,22 @@ async fn connect(addr: SocketAddr) -> Result<Sender, String> {
     Ok(sender)
 }
 
-async fn worker(addr: SocketAddr, stop: Arc<AtomicBool>) -> Vec<Record> {
+/// Connection `c`'s loop. With several paths each connection cycles through them, starting
+/// at its own, so every path is sent at every moment and on every connection (a proxy that
+/// mishandles one path's answer shows it on the others' requests too).
+async fn worker(
+    addr: SocketAddr,
+    paths: &'static [&'static str],
+    c: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<Record> {
     let mut records = Vec::new();
     let mut sender: Option<Sender> = None;
     let mut next = Instant::now();
+    let mut turn = c;
     while !stop.load(Ordering::Relaxed) {
+        let path = paths[turn % paths.len()];
+        turn += 1;
         tokio::time::sleep_until(next.into()).await;
         next = Instant::now().max(next) + PACE;
         // A connection the proxy closed cleanly between requests (it said `Connection:
@@ -106,7 +121,7 @@ async fn worker(addr: SocketAddr, stop: Arc<AtomicBool>) -> Vec<Record> {
             }
         }
         let start = Instant::now();
-        let result = tokio::time::timeout(REQUEST_TIMEOUT, request(addr, &mut sender)).await;
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, request(addr, path, &mut sender)).await;
         let (status, node) = match result {
             Ok(Ok(answer)) => answer,
             _ => {
@@ -116,6 +131,7 @@ async fn worker(addr: SocketAddr, stop: Arc<AtomicBool>) -> Vec<Record> {
         };
         records.push(Record {
             start,
+            path,
             latency: start.elapsed(),
             status,
             node,
@@ -124,16 +140,17 @@ async fn worker(addr: SocketAddr, stop: Arc<AtomicBool>) -> Vec<Record> {
     records
 }
 
-/// One GET on the connection (opened first if there is none); the status and node.
+/// One GET of `path` on the connection (opened first if there is none); the status and node.
 async fn request(
     addr: SocketAddr,
+    path: &str,
     sender: &mut Option<Sender>,
 ) -> Result<(Option<u16>, Option<String>), String> {
     if sender.is_none() {
         *sender = Some(connect(addr).await?);
     }
     let s = sender.as_mut().ok_or("no connection")?;
-    let request = http::Request::get("/")
+    let request = http::Request::get(path)
         .header(http::header::HOST, addr.to_string())
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@
 //! table; a full run of every scenario also writes `docs/bench/scenarios.md`, any other run
 //! `target/bench/scenarios.md`. The column definitions are in `table.rs`.
 
+mod capps;
 mod lifecycle;
 mod load;
 mod nodes;
@@ -27,7 +28,7 @@ use run::{Pace, Run};
 use std::path::Path;
 
 /// The scenarios, in run order: name and one-line description.
-pub const SCENARIOS: [(&str, &str); 9] = [
+pub const SCENARIOS: [(&str, &str); 10] = [
     (
         "rolling-restart",
         "every node in turn: MI-style shutdown (traffic port first, /healthz 200 for 2 s), restart, readmitted",
@@ -49,6 +50,10 @@ pub const SCENARIOS: [(&str, &str); 9] = [
         "one node faulty on and off every 0.5–1.5 s (fixed random schedule)",
     ),
     ("all-faulty", "every node faulty at once, then all recover"),
+    (
+        "capp-everywhere",
+        "one faulty CApp (orders_1.0.0.car) on every node for 4.5 s (until the proxy noticed plus 1.5 s, if later), then removed; load on /orders, /billing and /",
+    ),
     (
         "reload",
         "configuration reload under load: the first node removed, a running fourth added",
@@ -215,7 +220,9 @@ async fn try_one(name: &str, kind: Kind, dir: &Path, pace: Pace) -> Result<Measu
         .collect();
     let mut standby = Vec::new();
     let mut extra = Extra::default();
+    let mut paths = load::ROOT;
     match name {
+        "capp-everywhere" => (extra.capps, paths) = (true, capps::MIX),
         "reload" => standby.push(NodeSpec::fresh("mi-4")),
         "upgrade" if kind == Kind::Healthgate => {
             if let Some(reason) = lifecycle::upgrade_unsupported(dir) {
@@ -225,7 +232,7 @@ async fn try_one(name: &str, kind: Kind, dir: &Path, pace: Pace) -> Result<Measu
         }
         _ => {}
     }
-    let mut run = Run::begin(kind, dir, &routed, &standby, &extra, pace).await?;
+    let mut run = Run::begin(kind, dir, &routed, &standby, &extra, paths, pace).await?;
     let outcome: Outcome = match name {
         "rolling-restart" => plays::rolling(&mut run).await?,
         "kill-9" => plays::kill9(&mut run).await?,
@@ -233,6 +240,7 @@ async fn try_one(name: &str, kind: Kind, dir: &Path, pace: Pace) -> Result<Measu
         "faulty-capp" => plays::faulty(&mut run).await?,
         "flapping" => plays::flapping(&mut run).await?,
         "all-faulty" => plays::all_faulty(&mut run).await?,
+        "capp-everywhere" => plays::capp_everywhere(&mut run).await?,
         "reload" => lifecycle::reload(&mut run, &standby[0]).await?,
         "sigterm" => lifecycle::sigterm(&mut run).await?,
         "upgrade" => lifecycle::upgrade(&mut run).await?,

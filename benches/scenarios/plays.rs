@@ -1,8 +1,11 @@
 //! The failure scenarios on the nodes: rolling restart, kill -9, hung health port, faulty
-//! CApp, flapping, every node faulty. (Proxy lifecycle scenarios are in `lifecycle.rs`.)
+//! CApp, flapping, every node faulty, one CApp faulty everywhere. (Proxy lifecycle scenarios
+//! are in `lifecycle.rs`.)
 
+use crate::capps::FAULTY_PREFIX;
 use crate::report::{Incident, Outcome};
 use crate::run::Run;
+use crate::view::first_at_or_after;
 use std::time::{Duration, Instant};
 
 /// The CApp the scenarios hot-deploy as faulty.
@@ -13,6 +16,10 @@ const OUT_DEADLINE: Duration = Duration::from_secs(8);
 const IN_DEADLINE: Duration = Duration::from_secs(10);
 /// Seed of the flapping schedule, so every proxy sees the same flips.
 const FLAP_SEED: u64 = 7;
+/// `capp-everywhere` keeps the CApp faulty at least this long plus the hold: what a proxy
+/// needing 3 failed 1 s checks takes to notice. The faulty time is then the same for every
+/// proxy (unless one is slower), so their `/orders` counts compare.
+const NOTICE_AT_MOST: Duration = Duration::from_secs(3);
 
 /// What happens to a node.
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +63,16 @@ async fn recover(run: &mut Run, i: usize, fault: Fault) -> Result<Instant, Strin
 /// Fault nodes `which` together, keep them out until the proxy noticed (plus the hold), then
 /// recover them and wait until the proxy routes to them again.
 async fn incident(run: &mut Run, which: &[usize], fault: Fault) -> Result<Vec<Incident>, String> {
+    incident_held(run, which, fault, Duration::ZERO).await
+}
+
+/// [`incident`], with the fault kept for at least `at_least` from its start.
+async fn incident_held(
+    run: &mut Run,
+    which: &[usize],
+    fault: Fault,
+    at_least: Duration,
+) -> Result<Vec<Incident>, String> {
     let out_at = Instant::now();
     for &i in which {
         inflict(run, i, fault).await?;
@@ -71,6 +88,7 @@ async fn incident(run: &mut Run, which: &[usize], fault: Fault) -> Result<Vec<In
             run.view.wait(name, false, OUT_DEADLINE).await;
         }
         tokio::time::sleep(run.pace.hold).await;
+        tokio::time::sleep_until((out_at + at_least).into()).await;
     }
     let mut backs = Vec::new();
     for &i in which {
@@ -131,6 +149,29 @@ pub async fn all_faulty(run: &mut Run) -> Result<Outcome, String> {
     let mut o = outcome(incident(run, &all, Fault::Faulty).await?);
     o.notes
         .push("failures are the answers while no node was routable".into());
+    Ok(o)
+}
+
+/// Scenario 7: the `orders` CApp faulty on every node at once (the load on `/orders`,
+/// `/billing` and `/`), held until the proxy noticed and a fixed time passed, then removed.
+pub async fn capp_everywhere(run: &mut Run) -> Result<Outcome, String> {
+    let all: Vec<usize> = (0..run.cluster.nodes.len()).collect();
+    let at_least = NOTICE_AT_MOST + run.pace.hold;
+    let incidents = incident_held(run, &all, Fault::Faulty, at_least).await?;
+    // From the proxy's view: from when it showed the last node out until the first removal
+    // (healthgate: every node partly ready; HAProxy: every node down).
+    let log = run.view.transitions();
+    let noticed = incidents
+        .iter()
+        .map(|i| first_at_or_after(&log, &i.node, false, i.out_at?))
+        .collect::<Option<Vec<Instant>>>()
+        .and_then(|ts| ts.into_iter().max());
+    let removed = incidents.iter().filter_map(|i| i.back_at).min();
+    let mut o = outcome(incidents);
+    o.all_out = noticed.zip(removed).filter(|(a, b)| a < b);
+    // A node with a faulty `orders` is still right to serve `/billing` and `/`: only the
+    // faulty CApp's requests that a node answered count as sent after out.
+    o.out_paths = Some(vec![FAULTY_PREFIX.to_string()]);
     Ok(o)
 }
 

@@ -69,6 +69,9 @@ pub struct Proxy {
 pub struct Extra {
     /// `upgrade_socket: PATH` (binary upgrade).
     pub upgrade_socket: Option<PathBuf>,
+    /// The `capps` map of [`crate::capps::CAPPS`] (CApp-aware routing). Only the scenario
+    /// about it sets this: the other CApp scenarios measure whole-node eviction.
+    pub capps: bool,
 }
 
 impl Proxy {
@@ -382,6 +385,12 @@ fn healthgate_config(
     );
     if let Some(socket) = &extra.upgrade_socket {
         let _ = writeln!(yaml, "upgrade_socket: \"{}\"", socket.display());
+    }
+    if extra.capps {
+        yaml.push_str("capps:\n");
+        for (name, prefix) in crate::capps::CAPPS {
+            let _ = writeln!(yaml, "  - {{ name: {name}, paths: [{prefix}] }}");
+        }
     }
     yaml.push_str("nodes:\n");
     for n in nodes {

@@ -1,6 +1,7 @@
 //! From what a scenario did (its incidents), what the client saw (the load's records) and
 //! what the proxy showed (the view's log) to the numbers in the table.
 
+use crate::capps::{self, PathCount};
 use crate::load::Record;
 use crate::view::{Transition, first_at_or_after};
 use std::collections::BTreeMap;
@@ -47,6 +48,11 @@ pub struct Outcome {
     pub na: Option<String>,
     /// Remarks for the detail table.
     pub notes: Vec<String>,
+    /// Only requests under these path prefixes count as sent after out (a CApp went out on
+    /// the node, not the whole node); `None`: every request.
+    pub out_paths: Option<Vec<String>>,
+    /// While the proxy's view showed every node out (per-path counts in that interval).
+    pub all_out: Option<(Instant, Instant)>,
 }
 
 impl Outcome {
@@ -122,6 +128,8 @@ pub struct Measured {
     pub error: Option<String>,
     /// Remarks.
     pub notes: Vec<String>,
+    /// Per-path counts, one map per round (empty: the load sent to one path only).
+    pub paths: Vec<BTreeMap<String, PathCount>>,
 }
 
 impl Measured {
@@ -154,6 +162,7 @@ impl Measured {
             na: None,
             error: None,
             notes: Vec::new(),
+            paths: Vec::new(),
         }
     }
 
@@ -188,6 +197,7 @@ impl Measured {
                     na: self.na.or(other.na),
                     error: None,
                     notes: Vec::new(),
+                    paths: [self.paths, other.paths].concat(),
                 }
             }
         };
@@ -241,12 +251,17 @@ pub fn measure(
         let answered = records
             .iter()
             .filter(|r| {
-                outcome.incidents.iter().any(|i| {
-                    r.node.as_deref() == Some(i.node.as_str())
-                        && i.bad
-                            .iter()
-                            .any(|(a, b)| r.start >= *a && b.is_none_or(|b| r.start < b))
-                })
+                let counts = outcome
+                    .out_paths
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|p| r.path.starts_with(p.as_str())));
+                counts
+                    && outcome.incidents.iter().any(|i| {
+                        r.node.as_deref() == Some(i.node.as_str())
+                            && i.bad
+                                .iter()
+                                .any(|(a, b)| r.start >= *a && b.is_none_or(|b| r.start < b))
+                    })
             })
             .count() as u64;
         let attempts = match (&before, &after) {
@@ -310,5 +325,9 @@ pub fn measure(
         na: None,
         error: None,
         notes,
+        paths: Some(capps::count(records, outcome.all_out))
+            .filter(|p| !p.is_empty())
+            .into_iter()
+            .collect(),
     }
 }

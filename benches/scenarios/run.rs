@@ -64,13 +64,15 @@ pub struct Run {
 
 impl Run {
     /// Start `routed` nodes (in the proxy's configuration) and `standby` ones (running, not
-    /// configured), the proxy, its view and the load; warm up; note the proxy's counters.
+    /// configured), the proxy, its view and the load on `paths`; warm up; note the proxy's
+    /// counters.
     pub async fn begin(
         kind: Kind,
         dir: &Path,
         routed: &[NodeSpec],
         standby: &[NodeSpec],
         extra: &Extra,
+        paths: &'static [&'static str],
         pace: Pace,
     ) -> Result<Run, String> {
         let begun = Instant::now();
@@ -80,7 +82,7 @@ impl Run {
         }
         let proxy = Proxy::start(kind, dir, routed, extra).await?;
         let view = View::start(proxy.admin.clone());
-        let load = Load::start(proxy.traffic);
+        let load = Load::start(proxy.traffic, paths);
         tokio::time::sleep(pace.warm).await;
         let before = proxy.admin.failed_attempts().await;
         Ok(Run {
@@ -104,12 +106,17 @@ impl Run {
         let log = self.view.transitions();
         // The raw data beside the logs (kept with --keep-logs), for a closer look at a run.
         let ms = |t: Instant| t.saturating_duration_since(self.begun).as_secs_f64() * 1000.0;
-        let mut csv = String::from("start_ms,latency_ms,status,node\n");
+        let mut csv = String::from("start_ms,path,latency_ms,status,node\n");
         for r in &records {
             let status = r.status.map_or("error".into(), |s| s.to_string());
             let node = r.node.as_deref().unwrap_or("");
             let latency = r.latency.as_secs_f64() * 1000.0;
-            let _ = writeln!(csv, "{:.1},{latency:.2},{status},{node}", ms(r.start));
+            let _ = writeln!(
+                csv,
+                "{:.1},{},{latency:.2},{status},{node}",
+                ms(r.start),
+                r.path
+            );
         }
         let _ = std::fs::write(self.dir.join("records.csv"), csv);
         let mut csv = String::from("at_ms,node,routed\n");

@@ -2,6 +2,7 @@
 //! table (every proxy, with notes), the command, date and machine, and what each column means.
 
 use crate::SCENARIOS;
+use crate::capps;
 use crate::load::CONNECTIONS;
 use crate::nodes::{SHUTDOWN_GRACE, STARTUP_DELAY};
 use crate::proxies::Kind;
@@ -22,9 +23,12 @@ may count twice there): each was sent to the out node and then failed for the \
 client or was retried elsewhere. The node goes out at: the SIGTERM (`rolling-restart`: its \
 traffic port closes then), the `kill -9`, the hang, the CApp deployment (`faulty-capp`, \
 `all-faulty`), each faulty interval (`flapping`), the reload signal for the removed node \
-(`reload`; HAProxy's counters restart with its new worker, so answered requests only there).
+(`reload`; HAProxy's counters restart with its new worker, so answered requests only there). \
+`capp-everywhere`: only `/orders` requests count, from the CApp deployment (a node with a \
+faulty `orders` rightly serves the other paths).
 - **evict s**: from the event to the first poll (every 10 ms) in which the proxy's own view shows \
-the node not routed: healthgate `/status` state other than `ready` (or drained, or ejected); \
+the node not routed: healthgate `/status` state other than `ready` (or drained, or ejected; \
+`partly_ready`, some paths refused, counts as out); \
 HAProxy stats CSV status not `UP…` (`UP 1/3` still routes). Worst over the scenario's nodes and \
 rounds; `never`: not while the scenario ran. `reload`: the removed node leaving the view.
 - **readmit s**: from the node's recovery (restarted: its `/healthz` answers 200, polled directly; \
@@ -43,8 +47,9 @@ pub fn line(m: &Measured) -> String {
     if let Some(e) = &m.error {
         return format!("error: {e}");
     }
+    let paths = m.paths.last().map(capps::line).unwrap_or_default();
     format!(
-        "failed {}/{}  after-out {}  evict {}  readmit {}  p99 {}",
+        "failed {}/{}  after-out {}  evict {}  readmit {}  p99 {}  {paths}",
         m.failed,
         m.total,
         after_out(m),
@@ -52,6 +57,8 @@ pub fn line(m: &Measured) -> String {
         m.readmit.cell(),
         p99(m)
     )
+    .trim_end()
+    .to_string()
 }
 
 fn after_out(m: &Measured) -> String {
@@ -168,6 +175,7 @@ pub fn document(
             );
         }
     }
+    out.push_str(&capps::section(results));
     out.push_str("\n## Scenarios\n\n");
     for (name, what) in SCENARIOS {
         let _ = writeln!(out, "- `{name}`: {what}");

@@ -219,6 +219,10 @@ async fn a_capp_faulty_everywhere_gets_a_503_naming_it_while_the_rest_flows() {
             .unwrap();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
+        assert!(
+            r.headers().get("connection").is_none(),
+            "the connection stays open: the client's other integrations are served"
+        );
         let body = r.text().await.unwrap();
         assert!(body.contains("orders integration"), "{body}");
     }

@@ -35,10 +35,15 @@ fn own_bytes(status: StatusCode, body: Bytes, finish: Finish) -> Response<DownBo
     response
 }
 
-/// The contract's 503: `Retry-After: 1`, not to be cached, a one-line body.
-pub fn unavailable(body: Bytes, finish: Finish) -> Response<DownBody> {
+/// The contract's 503: `Retry-After: 1`, not to be cached, a one-line body; the connection
+/// stays open when `keep_alive` (the request was read whole and other requests on it may
+/// well be served).
+pub fn unavailable(body: Bytes, finish: Finish, keep_alive: bool) -> Response<DownBody> {
     let mut response = own_bytes(StatusCode::SERVICE_UNAVAILABLE, body, finish);
     let headers = response.headers_mut();
+    if keep_alive {
+        headers.remove(header::CONNECTION);
+    }
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response

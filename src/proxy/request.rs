@@ -131,17 +131,21 @@ impl Exchange<'_> {
     }
 
     /// 503, no (untried) node ready; for a mapped CApp's path, the body names the
-    /// integration no node can serve.
-    pub fn no_ready_node(&self) -> Response<DownBody> {
+    /// integration no node can serve, and the connection stays open if the request was
+    /// `read_whole` (the client's other integrations are likely served: closing would only
+    /// make it reconnect).
+    pub fn no_ready_node(&self, read_whole: bool) -> Response<DownBody> {
         let cluster = &self.proxy.cluster;
         cluster.metrics().no_ready_backend_total.inc();
         let finish = self.finish(503, None);
         let table = cluster.table();
-        let body = match table.routes().unavailable_body(self.route) {
-            Some(body) => body.clone(),
-            None => Bytes::from_static(answers::NO_READY_NODE_BODY.as_bytes()),
-        };
-        answers::unavailable(body, finish)
+        match table.routes().unavailable_body(self.route) {
+            Some(body) => answers::unavailable(body.clone(), finish, read_whole),
+            None => {
+                let body = Bytes::from_static(answers::NO_READY_NODE_BODY.as_bytes());
+                answers::unavailable(body, finish, false)
+            }
+        }
     }
 
     /// A connection to the attempt's node: pooled, or new.
@@ -181,7 +185,7 @@ impl Exchange<'_> {
                 .local_connect_error(LocalErrorSource::Traffic, &detail);
             let finish = self.finish(503, None);
             let body = Bytes::from_static(answers::OUT_OF_RESOURCES_BODY.as_bytes());
-            return Some(answers::unavailable(body, finish));
+            return Some(answers::unavailable(body, finish, false));
         }
         log::debug!("{detail}");
         let tls = matches!(e, ConnectError::Tls(_));
@@ -306,7 +310,10 @@ async fn send(
             return x.answer(StatusCode::GATEWAY_TIMEOUT, "");
         }
         let Some(attempt) = x.pick().await else {
-            return x.no_ready_node();
+            let read_whole = request
+                .as_ref()
+                .is_some_and(|r| !matches!(r.body(), UpBody::Streamed(_)));
+            return x.no_ready_node(read_whole);
         };
         let Some(req) = request.take() else {
             return x.answer(StatusCode::BAD_GATEWAY, "");

@@ -34,7 +34,7 @@ pub(super) async fn handle(x: &mut Exchange<'_>, mut req: Request<Incoming>) -> 
     headers::prepare_request(&mut parts, x.conn, &x.proxy.trust, true);
     loop {
         let Some(attempt) = x.pick().await else {
-            return x.no_ready_node();
+            return x.no_ready_node(false);
         };
         let backend = attempt.backend();
         let timeout = x.within_total(x.proxy.settings.timeouts.connect);

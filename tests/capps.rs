@@ -206,6 +206,8 @@ async fn a_capp_faulty_everywhere_gets_a_503_naming_it_while_the_rest_flows() {
     for n in &nodes {
         n.add_faulty_capp(ORDERS);
     }
+    // Two versions of one CApp are one integration, one series.
+    nodes[0].add_faulty_capp("orders_2.0.0.car");
     eventually(DEADLINE, "every node partly ready", || async {
         states(&proxy).await == ["partly_ready"; 3]
     })
@@ -243,6 +245,8 @@ async fn a_capp_faulty_everywhere_gets_a_503_naming_it_while_the_rest_flows() {
         0
     );
     assert!(counter(&metrics, "healthgate_no_ready_backend_total ") >= 3);
+    let series = r#"healthgate_capp_faulty{node="mi-1",capp="orders"} "#;
+    assert_eq!(metrics.matches(series).count(), 1, "{metrics}");
 }
 
 /// A reload swaps the map: the next requests route by the new one (in one table), and a
@@ -251,7 +255,13 @@ async fn a_capp_faulty_everywhere_gets_a_503_naming_it_while_the_rest_flows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_the_capp_map_in_one_step() {
     let nodes = start_nodes(3);
-    let first = config(&nodes, "capps:\n  - name: orders\n    paths: [/orders]\n");
+    // A long failure streak: what a reload does must not wait for it.
+    let config = |capps: &str| {
+        let mut c = config(&nodes, capps);
+        c.failure_threshold = 10;
+        c
+    };
+    let first = config("capps:\n  - name: orders\n    paths: [/orders]\n");
     let proxy = first.start().await;
     proxy.wait_ready(3).await;
     nodes[0].add_faulty_capp(ORDERS);
@@ -265,7 +275,7 @@ async fn a_reload_changes_the_capp_map_in_one_step() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // orders now serves /shop instead of /orders.
-    let moved = config(&nodes, "capps:\n  - name: orders\n    paths: [/shop]\n");
+    let moved = config("capps:\n  - name: orders\n    paths: [/shop]\n");
     let before = proxy.status().await["generation"].as_u64().unwrap();
     proxy.reload(&moved);
     eventually(DEADLINE, "reload counted", || async {
@@ -296,12 +306,17 @@ async fn a_reload_changes_the_capp_map_in_one_step() {
         "/orders is unmapped now: {orders_after:?}"
     );
 
-    // No map at all: the faulty CApp is nobody's, so its nodes are not ready.
-    proxy.reload(&config(&nodes, ""));
+    // No map at all: the faulty CApp is nobody's. At once, its nodes get nothing (their
+    // last answer listed a CApp no longer mapped); their next answers make them not ready.
+    proxy.reload(&config(""));
     eventually(DEADLINE, "second reload counted", || async {
         proxy.reloads("success").await == 2
     })
     .await;
+    for _ in 0..6 {
+        assert_eq!(proxy.get("/orders/1").await, (200, Some("mi-3".into())));
+        assert_eq!(proxy.get("/other").await, (200, Some("mi-3".into())));
+    }
     eventually(DEADLINE, "mi-1 and mi-2 not ready", || async {
         states(&proxy).await == ["not_ready", "not_ready", "ready"]
     })

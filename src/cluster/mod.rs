@@ -302,15 +302,19 @@ impl Cluster {
             .iter()
             .map(|m| {
                 let h = m.lock();
-                let faulty = match routes.is_empty() {
-                    true => Vec::new(),
-                    false => h
-                        .faulty_capps
-                        .iter()
-                        .filter_map(|c| routes.route_of_faulty(c))
-                        .collect(),
-                };
-                (h.machine.state(), faulty)
+                let mut state = h.machine.state();
+                let faulty: Vec<Route> = h
+                    .faulty_capps
+                    .iter()
+                    .filter_map(|c| routes.route_of_faulty(c))
+                    .collect();
+                // Partly ready under a map that no longer maps all its faulty CApps (a
+                // reload unmapped one, or raced its verdict): it serves nothing until its
+                // next answers make it not ready, as an unmapped faulty CApp does.
+                if state == NodeState::PartlyReady && faulty.len() < h.faulty_capps.len() {
+                    state = NodeState::NotReady;
+                }
+                (state, faulty)
             })
             .collect();
         let any_alive = self.judgement.load().when_none_ready == NoneReadyPolicy::AnyAlive;

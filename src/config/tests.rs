@@ -322,6 +322,11 @@ fn bad_capps_are_refused_with_the_key_and_line() {
         ("[{name: o, paths: [/a//b]}]", "capps[0].paths[0]", "empty"),
         ("[{name: o, paths: [/a/../b]}]", "capps[0].paths[0]", "'..'"),
         (
+            "[{name: o, paths: [/café]}]",
+            "capps[0].paths[0]",
+            "not ASCII",
+        ),
+        (
             "[{name: o, paths: [/o]}, {name: o, paths: [/p]}]",
             "capps[1].name",
             "already capps[0]",

@@ -48,7 +48,7 @@ fn list_items(mut rest: &[u8]) -> FaultyCapps {
         rest = skip_space(rest);
         match rest.first() {
             Some(b'"') => rest = &rest[1..],
-            Some(b']') if names.is_empty() => return FaultyCapps::ended(names, whole),
+            Some(b']') if names.is_empty() => return FaultyCapps::ended(names, whole, &rest[1..]),
             _ => return FaultyCapps::cut(names),
         }
         let Some((name, after)) = item(rest) else {
@@ -57,25 +57,26 @@ fn list_items(mut rest: &[u8]) -> FaultyCapps {
             return FaultyCapps::cut(names);
         };
         whole &= push_name(&mut names, name);
-        if names.len() >= MAX_CAPPS {
-            let after = skip_space(after);
-            let last = after.first() == Some(&b']');
-            return FaultyCapps::ended(names, whole && last);
-        }
         let after = skip_space(after);
         match after.first() {
+            Some(b']') => return FaultyCapps::ended(names, whole, &after[1..]),
+            // More names than are kept: the list is not whole.
+            _ if names.len() >= MAX_CAPPS => return FaultyCapps::cut(names),
             Some(b',') => rest = &after[1..],
-            Some(b']') => return FaultyCapps::ended(names, whole),
             _ => return FaultyCapps::cut(names),
         }
     }
 }
 
 impl FaultyCapps {
-    fn ended(names: Vec<String>, whole: bool) -> FaultyCapps {
+    /// A list that reached its `]`: complete if every name was kept whole and the body
+    /// ends there, as MI's does (`]}`). Anything after it may mean a name with `"]` in it
+    /// ended the list early and hid the names after it.
+    fn ended(names: Vec<String>, whole: bool, after: &[u8]) -> FaultyCapps {
+        let ends = after.iter().all(|&b| b == b'}' || b.is_ascii_whitespace());
         FaultyCapps {
             names,
-            complete: whole,
+            complete: whole && ends,
         }
     }
 
@@ -196,6 +197,10 @@ mod tests {
         assert!(complete(br#"{"Faulty CAPPs" : ["a.car","b.car"]}"#));
         assert!(complete(br#"{"Faulty CAPPs" : ["we"ird.car"]}"#));
         assert!(complete(br#"{"Faulty CAPPs" : []}"#));
+        assert!(complete(b"{\"Faulty CAPPs\" : [\"a.car\"] }\n"));
+        // A name with `"]` in it ends the list early: what follows shows it.
+        assert!(!complete(br#"{"Faulty CAPPs" : ["a.car"]","hidden.car"]}"#));
+        assert!(!complete(br#"{"Faulty CAPPs" : ["a.car"], "other": 1}"#));
         assert!(!complete(br#"{"Faulty CAPPs" : ["a.car","trunc"#));
         assert!(!complete(br#"{"Faulty CAPPs" : ["a.car","#));
         assert!(!complete(br#"{"Faulty CAPPs" : ["a.car", ""]}"#));

@@ -5,7 +5,7 @@ use super::body::{AccessLine, ClientBody, ClientFault, DownBody, FaultCell, Fini
 use super::headers;
 use super::upstream::{self, ConnectError, Sender};
 use super::{Connection, HealthgateProxy, answers};
-use crate::routing::{DEFAULT_ROUTE, InFlight, Route, Tried};
+use crate::routing::{DEFAULT_ROUTE, InFlight, Tried};
 use crate::telemetry::LocalErrorSource;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -25,11 +25,12 @@ pub(super) struct Exchange<'a> {
     pub tried: Tried,
     /// Method and target, kept for the access log when it is on.
     pub logged: Option<(http::Method, http::Uri)>,
-    /// The request's path and query, kept (a reference count, no copy) when CApps are
-    /// mapped: each pick matches it against the CApp map of the table it picks from.
+    /// The request's path and query (a reference count, no copy): each pick matches it
+    /// against the CApp map of the table it picks from.
     pub target: Option<http::uri::PathAndQuery>,
-    /// The route of the latest pick (the default route until one was made).
-    pub route: Route,
+    /// When the latest pick found no node for a mapped CApp's path: the 503 body naming
+    /// it, from that pick's table (a reload may have changed the map since).
+    pub refusal: Option<Bytes>,
 }
 
 impl Exchange<'_> {
@@ -102,14 +103,17 @@ impl Exchange<'_> {
     fn pick_now(&mut self) -> Option<InFlight> {
         let cluster = &self.proxy.cluster;
         let table = cluster.table();
-        self.route = match (&self.target, table.routes().is_empty()) {
+        let route = match (&self.target, table.routes().is_empty()) {
             (Some(target), false) => table.route(target.as_str()),
             _ => DEFAULT_ROUTE,
         };
-        let backend = table.pick_route(self.route, &self.tried)?;
+        let Some(backend) = table.pick_route(route, &self.tried) else {
+            self.refusal = table.routes().unavailable_body(route).cloned();
+            return None;
+        };
         if !self.tried.is_empty() {
             cluster.metrics().retries_total.inc();
-        } else if table.is_route_fallback(self.route) {
+        } else if table.is_route_fallback(route) {
             cluster.metrics().fallback_requests_total.inc();
         }
         self.tried.push(backend.id);
@@ -138,8 +142,7 @@ impl Exchange<'_> {
         let cluster = &self.proxy.cluster;
         cluster.metrics().no_ready_backend_total.inc();
         let finish = self.finish(503, None);
-        let table = cluster.table();
-        match table.routes().unavailable_body(self.route) {
+        match &self.refusal {
             Some(body) => answers::unavailable(body.clone(), finish, read_whole),
             None => {
                 let body = Bytes::from_static(answers::NO_READY_NODE_BODY.as_bytes());
@@ -224,12 +227,9 @@ pub(super) async fn handle(
             .settings
             .access_log
             .then(|| (req.method().clone(), req.uri().clone())),
-        target: None,
-        route: DEFAULT_ROUTE,
+        target: req.uri().path_and_query().cloned(),
+        refusal: None,
     };
-    if !proxy.cluster.table().routes().is_empty() {
-        x.target = req.uri().path_and_query().cloned();
-    }
     if let Some(status) = headers::size_verdict(&req, &proxy.settings.limits) {
         return x.answer(status, "");
     }

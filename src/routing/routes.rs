@@ -1,7 +1,7 @@
 //! Routes: which CApp a request path belongs to. Route 0 is every path no mapped CApp
 //! serves; route `i` (1-based) is `capps[i - 1]`. The map is built once per configuration
-//! into a trie of path segments, each level's segments sorted by hash, so matching scans the
-//! path's bytes once, does a binary search on integers per segment, and allocates nothing.
+//! into a trie of path segments, each level's segments found by their hashes, so matching
+//! scans the path's bytes once, compares integers per segment, and allocates nothing.
 
 use crate::config::{CappRoute, capp_of};
 use bytes::Bytes;

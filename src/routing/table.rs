@@ -293,13 +293,15 @@ impl Router {
         slow_start: Option<Duration>,
         capps: &[CappRoute],
     ) -> bool {
+        // Built before the lock is taken: probes judge answers under it.
+        let routes = (!self.routes().is_of(capps)).then(|| Arc::new(RouteMap::new(capps)));
         let mut policy = self.lock_policy();
-        let mut changed = policy.algorithm != algorithm || policy.slow_start != slow_start;
+        let changed =
+            policy.algorithm != algorithm || policy.slow_start != slow_start || routes.is_some();
         policy.algorithm = algorithm;
         policy.slow_start = slow_start;
-        if !policy.routes.is_of(capps) {
-            policy.routes = Arc::new(RouteMap::new(capps));
-            changed = true;
+        if let Some(routes) = routes {
+            policy.routes = routes;
         }
         changed
     }

@@ -9,6 +9,8 @@ use serde_saphyr::Spanned;
 const MAX_CAPPS: usize = 1000;
 /// Paths per CApp.
 const MAX_PATHS: usize = 1000;
+/// Paths of all CApps together: the map is rebuilt on every reload.
+const MAX_ALL_PATHS: usize = 10_000;
 /// Longest CApp name.
 const MAX_NAME: usize = 128;
 /// Longest path prefix.
@@ -27,6 +29,8 @@ pub(super) fn capps(raw: Option<&Spanned<Vec<Spanned<RawCapp>>>>) -> Rule<Vec<Ca
         );
     }
     let mut out: Vec<CappRoute> = Vec::with_capacity(raw.value.len());
+    // Every path so far, with the index of the CApp it belongs to.
+    let mut taken: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (index, entry) in raw.value.iter().enumerate() {
         let c = &entry.value;
         let prefix = format!("capps[{index}]");
@@ -45,23 +49,25 @@ pub(super) fn capps(raw: Option<&Spanned<Vec<Spanned<RawCapp>>>>) -> Rule<Vec<Ca
                 format!("list 1–{MAX_PATHS} path prefixes, e.g. [/{name}]"),
             );
         }
+        if taken.len() + c.paths.value.len() > MAX_ALL_PATHS {
+            return fail(
+                &c.paths,
+                format!("{prefix}.paths"),
+                format!("at most {MAX_ALL_PATHS} path prefixes in all CApps together"),
+            );
+        }
         let mut paths: Vec<String> = Vec::with_capacity(c.paths.value.len());
         for (p, raw_path) in c.paths.value.iter().enumerate() {
             let at = format!("{prefix}.paths[{p}]");
             let path = path_prefix(raw_path, &at)?;
-            let taken = out
-                .iter()
-                .enumerate()
-                .flat_map(|(i, o)| o.paths.iter().map(move |q| (i, q)))
-                .chain(paths.iter().map(|q| (index, q)))
-                .find(|(_, q)| **q == path);
-            if let Some((i, _)) = taken {
+            if let Some(i) = taken.get(&path) {
                 return fail(
                     raw_path,
                     at,
                     format!("{path} is already mapped to capps[{i}]; a path serves one CApp"),
                 );
             }
+            taken.insert(path.clone(), index);
             paths.push(path);
         }
         out.push(CappRoute { name, paths });
@@ -110,6 +116,8 @@ fn path_prefix(raw: &Spanned<String>, at: &str) -> Rule<String> {
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         Some("may not contain spaces or control characters")
+    } else if !path.is_ascii() {
+        Some("is not ASCII: write it percent-encoded, as clients send it")
     } else if path.contains(['?', '#']) {
         Some("is a path prefix: no query or fragment")
     } else {

@@ -94,3 +94,21 @@ async fn liveness_is_asked_only_of_a_node_that_is_not_passing_readiness() {
     .await;
     assert_eq!(proxy.node_state("mi-1").await, "not_ready");
 }
+
+/// A partly ready node (its faulty CApps all mapped) answers `/healthz` as a live MI does:
+/// it is not asked `/liveness` either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_is_not_asked_of_a_partly_ready_node() {
+    let nodes = start_nodes(1);
+    let mut config = ProxyConfig::new(&nodes);
+    config.extra_yaml = "capps:\n  - name: orders\n    paths: [/orders]\n".into();
+    let proxy = config.start().await;
+    proxy.wait_ready(1).await;
+    nodes[0].set_faulty_capps(vec!["orders_1.0.0.car".into()]);
+    proxy.wait_state("mi-1", "partly_ready").await;
+    readiness_rounds(&proxy, "mi-1", 2.0).await;
+    let asked = probes(&proxy, "mi-1", "liveness").await;
+    readiness_rounds(&proxy, "mi-1", 10.0).await;
+    assert_eq!(probes(&proxy, "mi-1", "liveness").await, asked);
+    assert_eq!(proxy.node_state("mi-1").await, "partly_ready");
+}

@@ -12,17 +12,19 @@ use std::time::SystemTime;
 
 impl Cluster {
     /// A readiness round: `/healthz`, plus the traffic-port connect if the round made one.
+    /// Returns whether `/healthz` passed, fully or partly (its node answered as a live MI
+    /// does).
     pub fn record_readiness(
         &self,
         id: usize,
         healthz: &ProbeOutcome,
         traffic: Option<&ProbeOutcome>,
-    ) {
+    ) -> bool {
         let Some(member) = self.member(id) else {
-            return;
+            return false;
         };
         if self.made_locally(&[Some(healthz), traffic]) {
-            return;
+            return false;
         }
         let verdict = self.healthz_verdict(healthz);
         let observation = match traffic.is_some_and(failed_tls) {
@@ -50,6 +52,7 @@ impl Cluster {
             traffic,
         };
         self.observe(&member, evidence);
+        verdict != Healthz::Failed
     }
 
     /// What a `/healthz` answer says: 200 passes; a 500 whose complete list of faulty

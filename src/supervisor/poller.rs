@@ -174,8 +174,7 @@ async fn readiness_round(
         r.timeout,
     )
     .await;
-    cluster.record_readiness(id, &healthz, traffic.as_ref());
-    healthz.passed()
+    cluster.record_readiness(id, &healthz, traffic.as_ref())
 }
 
 /// `/liveness` (unless the node was `shown_alive`), and a connect to the traffic port if

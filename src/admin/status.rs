@@ -130,10 +130,7 @@ impl Status {
                 CappStatus {
                     name: capp.name.clone(),
                     paths: capp.paths.clone(),
-                    ready_nodes: match table.is_route_fallback(route) {
-                        true => 0,
-                        false => table.route_backends(route).len(),
-                    },
+                    ready_nodes: table.route_ready(route),
                     faulty_on: reports
                         .iter()
                         .filter(|r| {

@@ -68,7 +68,9 @@ impl Cluster {
         if !listed {
             return Healthz::Failed;
         }
-        let routes = self.router.routes();
+        // The map of the table in force: lock-free, and the one routing uses.
+        let table = self.table();
+        let routes = table.routes();
         match healthz
             .faulty_capps
             .iter()

@@ -349,7 +349,6 @@ impl Cluster {
                 fallback: false,
             }
         };
-        let default = nodes_for(DEFAULT_ROUTE);
         // A CApp's route differs from the default one only where a node lists it faulty.
         let capps = (1..routes.len())
             .map(|route| {
@@ -358,8 +357,7 @@ impl Cluster {
             })
             .collect();
         Routable {
-            backends: default.backends,
-            fallback: default.fallback,
+            default: nodes_for(DEFAULT_ROUTE),
             capps,
         }
     }

@@ -52,12 +52,7 @@ impl Cluster {
                 fallback: table.is_fallback(),
                 capps: (1..routes.len())
                     .filter_map(|route| {
-                        let name = routes.name(route)?.to_string();
-                        let ready = match table.is_route_fallback(route) {
-                            true => 0,
-                            false => table.route_backends(route).len(),
-                        };
-                        Some((name, ready))
+                        Some((routes.name(route)?.to_string(), table.route_ready(route)))
                     })
                     .collect(),
             },

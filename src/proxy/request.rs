@@ -103,10 +103,10 @@ impl Exchange<'_> {
     fn pick_now(&mut self) -> Option<InFlight> {
         let cluster = &self.proxy.cluster;
         let table = cluster.table();
-        let route = match (&self.target, table.routes().is_empty()) {
-            (Some(target), false) => table.route(target.as_str()),
-            _ => DEFAULT_ROUTE,
-        };
+        let route = self
+            .target
+            .as_ref()
+            .map_or(DEFAULT_ROUTE, |target| table.route(target.as_str()));
         let Some(backend) = table.pick_route(route, &self.tried) else {
             self.refusal = table.routes().unavailable_body(route).cloned();
             return None;

@@ -27,12 +27,9 @@ pub struct RouteNodes {
 /// The routable backends a table is built from.
 #[derive(Debug, Default)]
 pub struct Routable {
-    /// The backends that may receive traffic of the default route (paths of no mapped
-    /// CApp), in configuration order.
-    pub backends: Vec<Arc<Backend>>,
-    /// True when no node is ready and these are alive but not ready nodes, routed to under
-    /// `when_none_ready: any_alive`.
-    pub fallback: bool,
+    /// The nodes of the default route (paths of no mapped CApp); a fallback when no node
+    /// is ready.
+    pub default: RouteNodes,
     /// Per mapped CApp (route `i + 1`), its nodes when they differ from the default
     /// route's (some node reports the CApp faulty); `None` or missing: the same.
     pub capps: Vec<Option<RouteNodes>>,
@@ -42,8 +39,10 @@ impl Routable {
     /// Ready nodes, every route alike.
     pub fn ready(backends: Vec<Arc<Backend>>) -> Routable {
         Routable {
-            backends,
-            fallback: false,
+            default: RouteNodes {
+                backends,
+                fallback: false,
+            },
             capps: Vec::new(),
         }
     }
@@ -67,16 +66,12 @@ impl NodeSet {
     }
 
     fn same_as(&self, nodes: &RouteNodes) -> bool {
-        self.holds(&nodes.backends, nodes.fallback)
-    }
-
-    fn holds(&self, backends: &[Arc<Backend>], fallback: bool) -> bool {
-        self.fallback == fallback
-            && self.backends.len() == backends.len()
+        self.fallback == nodes.fallback
+            && self.backends.len() == nodes.backends.len()
             && self
                 .backends
                 .iter()
-                .zip(backends)
+                .zip(&nodes.backends)
                 .all(|(x, y)| x.id == y.id)
     }
 }
@@ -107,12 +102,8 @@ impl RoutingTable {
         routable: Routable,
         routes: Arc<RouteMap>,
     ) -> RoutingTable {
-        let Routable {
-            backends,
-            fallback,
-            mut capps,
-        } = routable;
-        let mut sets = vec![NodeSet::new(algorithm, RouteNodes { backends, fallback })];
+        let Routable { default, mut capps } = routable;
+        let mut sets = vec![NodeSet::new(algorithm, default)];
         capps.resize(routes.len() - 1, None);
         let mut set_of = vec![0u16; routes.len()];
         for (i, nodes) in capps.into_iter().enumerate() {
@@ -156,14 +147,16 @@ impl RoutingTable {
         &self.sets[0].backends
     }
 
-    /// The backends that may receive `route`'s traffic, in configuration order.
-    pub fn route_backends(&self, route: Route) -> &[Arc<Backend>] {
-        &self.set(route).backends
-    }
-
     /// Whether `route` has no node that can serve it and routes to alive, not ready nodes.
     pub fn is_route_fallback(&self, route: Route) -> bool {
         self.set(route).fallback
+    }
+
+    /// Number of ready (or partly ready) nodes that receive `route`'s traffic: 0 when none
+    /// can serve it, also under a fallback.
+    pub fn route_ready(&self, route: Route) -> usize {
+        let set = self.set(route);
+        if set.fallback { 0 } else { set.backends.len() }
     }
 
     /// Number of nodes routable for the default route.
@@ -179,11 +172,7 @@ impl RoutingTable {
     /// Number of ready nodes (partly ready ones included): the default route's, unless it
     /// is a fallback.
     pub fn ready(&self) -> usize {
-        if self.sets[0].fallback {
-            0
-        } else {
-            self.sets[0].backends.len()
-        }
+        self.route_ready(DEFAULT_ROUTE)
     }
 
     /// Whether no node is ready and the table routes to alive, not ready nodes instead.
@@ -223,13 +212,10 @@ impl RoutingTable {
     /// Whether a table built from `routable` with `routes` would route as this one does.
     fn routes_as(&self, routable: &Routable, routes: &Arc<RouteMap>) -> bool {
         Arc::ptr_eq(&self.routes, routes)
-            && self.sets[0].holds(&routable.backends, routable.fallback)
+            && self.sets[0].same_as(&routable.default)
             && (1..routes.len()).all(|route| {
-                let set = self.set(route);
-                match routable.capps.get(route - 1).and_then(Option::as_ref) {
-                    Some(nodes) => set.same_as(nodes),
-                    None => set.holds(&routable.backends, routable.fallback),
-                }
+                let nodes = routable.capps.get(route - 1).and_then(Option::as_ref);
+                self.set(route).same_as(nodes.unwrap_or(&routable.default))
             })
     }
 }
@@ -307,7 +293,7 @@ impl Router {
     }
 
     /// The CApp map the next table is built with.
-    pub fn routes(&self) -> Arc<RouteMap> {
+    fn routes(&self) -> Arc<RouteMap> {
         self.lock_policy().routes.clone()
     }
 
@@ -380,8 +366,10 @@ mod tests {
         assert_eq!(publish(&[0, 1, 2]), 3);
         assert_eq!(router.load().len(), 3);
         let alive = Routable {
-            backends: vec![nodes[0].clone(), nodes[1].clone(), nodes[2].clone()],
-            fallback: true,
+            default: RouteNodes {
+                backends: vec![nodes[0].clone(), nodes[1].clone(), nodes[2].clone()],
+                fallback: true,
+            },
             capps: Vec::new(),
         };
         router.publish(false, |_| alive, |_, _| {});
@@ -408,9 +396,8 @@ mod tests {
             fallback: false,
         };
         let routable = |orders: Option<RouteNodes>| Routable {
-            backends: nodes.clone(),
-            fallback: false,
             capps: vec![orders, None],
+            ..Routable::ready(nodes.clone())
         };
         router.publish(false, |_| routable(Some(only_third.clone())), |_, _| {});
         let table = router.load();
@@ -421,7 +408,7 @@ mod tests {
             let picked = table.pick_route(orders, &Tried::default());
             assert_eq!(picked.map(|b| b.id), Some(nodes[2].id));
         }
-        assert_eq!(table.route_backends(billing).len(), 3);
+        assert_eq!(table.route_ready(billing), 3);
         assert_eq!(table.len(), 3, "the default route keeps all three");
         let mut tried = Tried::default();
         tried.push(nodes[2].id);
@@ -439,10 +426,6 @@ mod tests {
         assert_eq!(table.generation(), generation + 1);
         assert!(table.pick_route(orders, &Tried::default()).is_none());
         router.publish(false, |_| routable(None), |_, _| {});
-        assert_eq!(
-            router.load().route_backends(orders).len(),
-            3,
-            "orders healthy again"
-        );
+        assert_eq!(router.load().route_ready(orders), 3, "orders healthy again");
     }
 }

@@ -38,11 +38,10 @@ pub fn capp_routes(k: usize) -> Vec<healthgate::config::CappRoute> {
 pub fn with_capp0_faulty_on_odd(nodes: &[Arc<Backend>]) -> healthgate::routing::Routable {
     let even = nodes.iter().step_by(2).cloned().collect();
     healthgate::routing::Routable {
-        backends: nodes.to_vec(),
-        fallback: false,
         capps: vec![Some(healthgate::routing::RouteNodes {
             backends: even,
             fallback: false,
         })],
+        ..healthgate::routing::Routable::ready(nodes.to_vec())
     }
 }

@@ -8,6 +8,7 @@ use super::{Cluster, LastProbe};
 use crate::health::{Flip, Healthz, NodeState, Observation, ProbeKind, ProbeOutcome, ProbeResult};
 use crate::telemetry::LocalErrorSource;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 impl Cluster {
@@ -132,8 +133,8 @@ impl Cluster {
             };
             self.apply(&member, &mut h, observation, Some(&reason))
         };
-        if flip.is_some() {
-            self.rebuild_table(false);
+        if let Some(flip) = flip {
+            self.publish_flip(flip);
         }
         member.recheck.notify_one();
     }
@@ -216,8 +217,21 @@ impl Cluster {
         // Any flip may change the members (under `any_alive` a not-ready node may be
         // routable), and so may other faulty CApps (the routes they serve lose or regain
         // the node); `publish` makes no new table when nothing changed.
-        if flip.is_some() || capps_changed {
-            self.rebuild_table(false);
+        match flip {
+            Some(flip) => self.publish_flip(flip),
+            None if capps_changed => self.rebuild_table(false),
+            None => {}
+        }
+    }
+
+    /// Publish the table a flip changed. A node's first verdict counts as awaited (see
+    /// [`Cluster::awaiting_first_verdicts`]) until this table is out: between the flip and
+    /// the publish, a request waiting for it would otherwise find no node and get 503.
+    fn publish_flip(&self, flip: Flip) {
+        self.rebuild_table(false);
+        if flip.from == NodeState::Starting {
+            self.first_verdicts_unpublished
+                .fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -234,6 +248,12 @@ impl Cluster {
             .machine
             .observe(observation, &self.judgement.load().thresholds)?;
         h.since = SystemTime::now();
+        if flip.from == NodeState::Starting {
+            // Counted before the node's lock is released, so whoever sees the new state
+            // sees the count too; `publish_flip` takes it back.
+            self.first_verdicts_unpublished
+                .fetch_add(1, Ordering::SeqCst);
+        }
         let readmitted = flip.to.is_routable() && !flip.from.is_routable();
         // Slow start is for readmission; at start-up every node starts together.
         if readmitted && flip.from != NodeState::Starting {

@@ -103,6 +103,8 @@ pub struct Cluster {
     /// may take from then.
     probing_since: OnceLock<Instant>,
     warm_up: Duration,
+    /// Nodes whose first verdict is in but whose table is not published yet.
+    first_verdicts_unpublished: AtomicUsize,
     /// Milliseconds since `started` of the latest local connect error (0: none yet).
     last_local_error_ms: AtomicU64,
     started: Instant,
@@ -133,6 +135,7 @@ impl Cluster {
             retired: Mutex::new(Vec::new()),
             probing_since: OnceLock::new(),
             warm_up: warm_up(config),
+            first_verdicts_unpublished: AtomicUsize::new(0),
             last_local_error_ms: AtomicU64::new(0),
             started: Instant::now(),
         };
@@ -184,17 +187,19 @@ impl Cluster {
         let _ = self.probing_since.set(Instant::now());
     }
 
-    /// Whether probing started recently (or not yet) and some node has had no verdict.
+    /// Whether probing started recently (or not yet) and some node has had no verdict, or
+    /// has had one whose table is not out yet.
     pub fn awaiting_first_verdicts(&self) -> bool {
         self.probing_since
             .get()
             .is_none_or(|since| since.elapsed() < self.warm_up)
-            && self
+            && (self
                 .members
                 .load()
                 .list
                 .iter()
                 .any(|m| m.state() == NodeState::Starting)
+                || self.first_verdicts_unpublished.load(Ordering::SeqCst) > 0)
     }
 
     /// Resolves once a node is routable, every node has had a verdict, or the warm-up time

@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot path and of what a flip costs:
 //! - picking a node from the published snapshot (3, 100, 1000 ready nodes; each algorithm)
-//!   while another thread swaps in a new table every millisecond;
+//!   while another thread swaps in a new table every millisecond, read as the proxy reads
+//!   it (`Router::with_table`), and for round robin also through an arc-swap guard;
 //! - the same with a CApp map of 20 CApps: matching the path, then picking for its route
 //!   (`pick_for_path`), and the match alone (`match_path`);
 //! - building a snapshot;
@@ -60,20 +61,39 @@ fn pick(c: &mut Criterion) {
                 })
             };
             let tried = Tried::default();
+            // Whether a filter let any of these run (else the writer had no time to swap).
+            let ran = std::cell::Cell::new(false);
             group.bench_with_input(
                 BenchmarkId::new(algorithm.as_str(), n),
                 &router,
                 |b, router| {
+                    ran.set(true);
                     b.iter(|| {
-                        let table = router.load();
-                        black_box(table.pick(black_box(&tried)).map(|b| b.id))
+                        router.with_table(|table| {
+                            black_box(table.pick(black_box(&tried)).map(|b| b.id))
+                        })
                     })
                 },
             );
+            if algorithm == Algorithm::RoundRobin {
+                // The same pick through an arc-swap guard, as the proxy read its table
+                // before `with_table`: the difference is the guard's two atomic swaps.
+                group.bench_with_input(
+                    BenchmarkId::new("round_robin_through_guard", n),
+                    &router,
+                    |b, router| {
+                        ran.set(true);
+                        b.iter(|| {
+                            let table = router.load();
+                            black_box(table.pick(black_box(&tried)).map(|b| b.id))
+                        })
+                    },
+                );
+            }
             stop.store(true, Ordering::Relaxed);
             let swaps = writer.join().expect("writer thread");
             assert!(
-                swaps > 0,
+                swaps > 0 || !ran.get(),
                 "the table was never swapped during the benchmark"
             );
         }
@@ -92,14 +112,18 @@ fn pick_for_path(c: &mut Criterion) {
             let router = Router::new(algorithm).with_capps(&capp_routes(20));
             router.publish(false, |_| with_capp0_faulty_on_odd(&nodes), |_, _| {});
             let tried = Tried::default();
+            // Whether a filter let any of these run (else the writer had no time to swap).
+            let ran = std::cell::Cell::new(false);
             group.bench_with_input(
                 BenchmarkId::new(algorithm.as_str(), n),
                 &router,
                 |b, router| {
+                    ran.set(true);
                     b.iter(|| {
-                        let table = router.load();
-                        let route = table.route(black_box("/api/capp0/v2/orders/42?expand=1"));
-                        black_box(table.pick_route(route, black_box(&tried)).map(|b| b.id))
+                        router.with_table(|table| {
+                            let route = table.route(black_box("/api/capp0/v2/orders/42?expand=1"));
+                            black_box(table.pick_route(route, black_box(&tried)).map(|b| b.id))
+                        })
                     })
                 },
             );

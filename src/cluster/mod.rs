@@ -252,6 +252,12 @@ impl Cluster {
         self.router.load()
     }
 
+    /// Run `read` on the current routing table without touching a shared count (the
+    /// request path's way to it; see [`Router::with_table`]).
+    pub fn with_table<R>(&self, read: impl FnMut(&RoutingTable) -> R) -> R {
+        self.router.with_table(read)
+    }
+
     /// The node's current state (`None`: removed by a reload).
     pub fn state(&self, id: usize) -> Option<NodeState> {
         self.member(id).map(|m| m.state())

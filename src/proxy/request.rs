@@ -102,22 +102,23 @@ impl Exchange<'_> {
 
     fn pick_now(&mut self) -> Option<InFlight> {
         let cluster = &self.proxy.cluster;
-        let table = cluster.table();
-        let route = self
-            .target
-            .as_ref()
-            .map_or(DEFAULT_ROUTE, |target| table.route(target.as_str()));
-        let Some(backend) = table.pick_route(route, &self.tried) else {
-            self.refusal = table.routes().unavailable_body(route).cloned();
-            return None;
-        };
-        if !self.tried.is_empty() {
-            cluster.metrics().retries_total.inc();
-        } else if table.is_route_fallback(route) {
-            cluster.metrics().fallback_requests_total.inc();
-        }
-        self.tried.push(backend.id);
-        Some(InFlight::new(backend.clone()))
+        cluster.with_table(|table| {
+            let route = self
+                .target
+                .as_ref()
+                .map_or(DEFAULT_ROUTE, |target| table.route(target.as_str()));
+            let Some(backend) = table.pick_route(route, &self.tried) else {
+                self.refusal = table.routes().unavailable_body(route).cloned();
+                return None;
+            };
+            if !self.tried.is_empty() {
+                cluster.metrics().retries_total.inc();
+            } else if table.is_route_fallback(route) {
+                cluster.metrics().fallback_requests_total.inc();
+            }
+            self.tried.push(backend.id);
+            Some(InFlight::new(backend.clone()))
+        })
     }
 
     /// Whether another attempt is allowed after this many.

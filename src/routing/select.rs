@@ -10,6 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// choices (the power of two choices keeps the pick O(1) with near-optimal balance).
 const EXACT_LEAST_CONNECTIONS_MAX: usize = 16;
 
+/// Up to this many weight slots (64 KiB of them), the weighted selector keeps the node of
+/// each slot, so a pick is one load rather than a binary search over the nodes (at 1000
+/// nodes of weights 1–3: 54 → 24 ns a pick, see docs/bench/capp-routing.md).
+const SLOT_TABLE_MAX: usize = 16 * 1024;
+
 /// Chooses a ready node; built with, and owned by, one routing snapshot.
 #[derive(Debug)]
 pub enum Selector {
@@ -28,8 +33,10 @@ pub enum Selector {
         total: usize,
         /// Stride through the slots, coprime with `total`.
         step: usize,
-        /// `cumulative[i]` = sum of weights of nodes `0..=i`.
+        /// `cumulative[i]` = sum of weights of nodes `0..=i` (empty when `slots` is not).
         cumulative: Box<[usize]>,
+        /// The node of each slot, when there are at most [`SLOT_TABLE_MAX`] (else empty).
+        slots: Box<[u32]>,
     },
     /// The node with the fewest requests in flight.
     LeastConnections {
@@ -49,19 +56,29 @@ impl Selector {
                 next: AtomicUsize::new(0),
             },
             Algorithm::Weighted => {
-                let cumulative: Box<[usize]> = nodes
-                    .iter()
-                    .scan(0usize, |sum, b| {
-                        *sum += b.weight().max(1) as usize;
-                        Some(*sum)
-                    })
-                    .collect();
-                let total = cumulative.last().copied().unwrap_or(0);
+                let weight = |b: &Arc<Backend>| b.weight().max(1) as usize;
+                let total: usize = nodes.iter().map(weight).sum();
+                let (cumulative, slots) = if total <= SLOT_TABLE_MAX {
+                    let slots = (0..nodes.len())
+                        .flat_map(|i| std::iter::repeat_n(i as u32, weight(&nodes[i])))
+                        .collect();
+                    (Box::default(), slots)
+                } else {
+                    let cumulative = nodes
+                        .iter()
+                        .scan(0usize, |sum, b| {
+                            *sum += weight(b);
+                            Some(*sum)
+                        })
+                        .collect();
+                    (cumulative, Box::default())
+                };
                 Selector::Weighted {
                     next: AtomicUsize::new(0),
                     total,
                     step: coprime_step(total),
                     cumulative,
+                    slots,
                 }
             }
         }
@@ -80,11 +97,15 @@ impl Selector {
                 total,
                 step,
                 cumulative,
+                slots,
             } => {
                 let turn = next.fetch_add(1, Ordering::Relaxed) % total;
                 // `turn * step` cannot overflow: both are below `total`, itself ≤ 1000 × nodes.
                 let slot = (turn * step) % total;
-                cumulative.partition_point(|&c| c <= slot)
+                match slots.get(slot) {
+                    Some(&node) => node as usize,
+                    None => cumulative.partition_point(|&c| c <= slot),
+                }
             }
             Selector::LeastConnections { next } => {
                 return least_loaded(nodes, tried, next.fetch_add(1, Ordering::Relaxed));

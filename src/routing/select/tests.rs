@@ -63,14 +63,22 @@ fn weighted_interleaves_instead_of_runs() {
     assert!(longest_run_of_heavy < 8, "order {order:?}");
 }
 
+/// Exact shares at 1000 nodes, both with a slot table (4 000 slots) and with the binary
+/// search it gives way to above `SLOT_TABLE_MAX` (31 000 slots).
 #[test]
 fn weighted_handles_large_tables() {
-    let weights: Vec<u32> = (0..1000).map(|i| 1 + (i % 7)).collect();
-    let nodes = backends(&weights);
-    let total: usize = weights.iter().map(|&w| w as usize).sum();
-    let counts = shares(Algorithm::Weighted, &nodes, total);
-    for (i, &w) in weights.iter().enumerate() {
-        assert_eq!(counts[i], w as usize, "node {i}");
+    for heaviest in [7, 61] {
+        let weights: Vec<u32> = (0..1000).map(|i| 1 + (i % heaviest)).collect();
+        let nodes = backends(&weights);
+        let total: usize = weights.iter().map(|&w| w as usize).sum();
+        let Selector::Weighted { slots, .. } = Selector::new(Algorithm::Weighted, &nodes) else {
+            panic!("a weighted selector");
+        };
+        assert_eq!(slots.len(), if total <= SLOT_TABLE_MAX { total } else { 0 });
+        let counts = shares(Algorithm::Weighted, &nodes, total);
+        for (i, &w) in weights.iter().enumerate() {
+            assert_eq!(counts[i], w as usize, "node {i} of {total} slots");
+        }
     }
 }
 

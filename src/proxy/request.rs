@@ -93,8 +93,12 @@ impl Exchange<'_> {
             return Some(attempt);
         }
         let cluster = &self.proxy.cluster;
-        if self.tried.is_empty() && cluster.awaiting_first_verdicts() {
-            cluster.first_verdicts().await;
+        if self.tried.is_empty() {
+            if cluster.awaiting_first_verdicts() {
+                cluster.first_verdicts().await;
+            }
+            // Again even if the wait is over: the last first verdict's table may have come
+            // out between the pick above and the check.
             return self.pick_now();
         }
         None

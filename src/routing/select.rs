@@ -10,10 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// choices (the power of two choices keeps the pick O(1) with near-optimal balance).
 const EXACT_LEAST_CONNECTIONS_MAX: usize = 16;
 
-/// Up to this many weight slots (64 KiB of them), the weighted selector keeps the node of
-/// each slot, so a pick is one load rather than a binary search over the nodes (at 1000
-/// nodes of weights 1–3: 54 → 24 ns a pick, see docs/bench/capp-routing.md).
+/// Up to this many weight slots (32 KiB of them), and at most [`SLOTS_PER_NODE_MAX`] per
+/// node, the weighted selector keeps the node of each slot, so a pick is one load rather
+/// than a binary search over the nodes (at 1000 nodes of weights 1–3: 54 → 26 ns a pick,
+/// see docs/bench/capp-routing.md). The per-node bound keeps a table's memory in line with
+/// its node list (a table may hold a set per CApp route); a few heavy nodes are searched
+/// quickly anyway.
 const SLOT_TABLE_MAX: usize = 16 * 1024;
+
+/// See [`SLOT_TABLE_MAX`].
+const SLOTS_PER_NODE_MAX: usize = 16;
 
 /// Chooses a ready node; built with, and owned by, one routing snapshot.
 #[derive(Debug)]
@@ -35,8 +41,9 @@ pub enum Selector {
         step: usize,
         /// `cumulative[i]` = sum of weights of nodes `0..=i` (empty when `slots` is not).
         cumulative: Box<[usize]>,
-        /// The node of each slot, when there are at most [`SLOT_TABLE_MAX`] (else empty).
-        slots: Box<[u32]>,
+        /// The node of each slot, when there are few enough (see [`SLOT_TABLE_MAX`]; else
+        /// empty).
+        slots: Box<[u16]>,
     },
     /// The node with the fewest requests in flight.
     LeastConnections {
@@ -56,23 +63,28 @@ impl Selector {
                 next: AtomicUsize::new(0),
             },
             Algorithm::Weighted => {
-                let weight = |b: &Arc<Backend>| b.weight().max(1) as usize;
-                let total: usize = nodes.iter().map(weight).sum();
-                let (cumulative, slots) = if total <= SLOT_TABLE_MAX {
-                    let slots = (0..nodes.len())
-                        .flat_map(|i| std::iter::repeat_n(i as u32, weight(&nodes[i])))
-                        .collect();
-                    (Box::default(), slots)
-                } else {
-                    let cumulative = nodes
-                        .iter()
-                        .scan(0usize, |sum, b| {
-                            *sum += weight(b);
-                            Some(*sum)
-                        })
-                        .collect();
-                    (cumulative, Box::default())
-                };
+                // Read once: a reload may change weights while a table is built.
+                let weights: Vec<usize> =
+                    nodes.iter().map(|b| b.weight().max(1) as usize).collect();
+                let total: usize = weights.iter().sum();
+                let (cumulative, slots) =
+                    if total <= SLOT_TABLE_MAX && total <= SLOTS_PER_NODE_MAX * nodes.len() {
+                        let mut slots = Vec::with_capacity(total);
+                        // An index fits: every node has a slot, and there are at most 16 Ki.
+                        for (i, &weight) in (0u16..).zip(&weights) {
+                            slots.extend(std::iter::repeat_n(i, weight));
+                        }
+                        (Box::default(), slots.into_boxed_slice())
+                    } else {
+                        let cumulative = weights
+                            .iter()
+                            .scan(0usize, |sum, &weight| {
+                                *sum += weight;
+                                Some(*sum)
+                            })
+                            .collect();
+                        (cumulative, Box::default())
+                    };
                 Selector::Weighted {
                     next: AtomicUsize::new(0),
                     total,

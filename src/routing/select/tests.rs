@@ -64,17 +64,23 @@ fn weighted_interleaves_instead_of_runs() {
 }
 
 /// Exact shares at 1000 nodes, both with a slot table (4 000 slots) and with the binary
-/// search it gives way to above `SLOT_TABLE_MAX` (31 000 slots).
+/// search it gives way to above `SLOT_TABLE_MAX` (31 000 slots), and for a few heavy nodes.
 #[test]
 fn weighted_handles_large_tables() {
-    for heaviest in [7, 61] {
-        let weights: Vec<u32> = (0..1000).map(|i| 1 + (i % heaviest)).collect();
+    let with_heaviest = |n: u32, heaviest: u32| (0..n).map(|i| 1 + (i % heaviest)).collect();
+    let few_heavy = vec![1000, 1, 500, 999];
+    for (weights, table) in [
+        (with_heaviest(1000, 7), true),
+        (with_heaviest(1000, 61), false),
+        (few_heavy, false),
+    ] {
+        let weights: Vec<u32> = weights;
         let nodes = backends(&weights);
         let total: usize = weights.iter().map(|&w| w as usize).sum();
         let Selector::Weighted { slots, .. } = Selector::new(Algorithm::Weighted, &nodes) else {
             panic!("a weighted selector");
         };
-        assert_eq!(slots.len(), if total <= SLOT_TABLE_MAX { total } else { 0 });
+        assert_eq!(slots.len(), if table { total } else { 0 });
         let counts = shares(Algorithm::Weighted, &nodes, total);
         for (i, &w) in weights.iter().enumerate() {
             assert_eq!(counts[i], w as usize, "node {i} of {total} slots");

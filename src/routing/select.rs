@@ -39,17 +39,50 @@ pub enum Selector {
         total: usize,
         /// Stride through the slots, coprime with `total`.
         step: usize,
-        /// `cumulative[i]` = sum of weights of nodes `0..=i` (empty when `slots` is not).
-        cumulative: Box<[usize]>,
-        /// The node of each slot, when there are few enough (see [`SLOT_TABLE_MAX`]; else
-        /// empty).
-        slots: Box<[u16]>,
+        /// Which node a slot belongs to.
+        slots: Slots,
     },
     /// The node with the fewest requests in flight.
     LeastConnections {
         /// Rotates where ties start, so an idle cluster is still shared.
         next: AtomicUsize,
     },
+}
+
+/// How the weighted selector finds the node of a slot.
+#[derive(Debug)]
+pub enum Slots {
+    /// The node of each slot (when there are few enough, see [`SLOT_TABLE_MAX`]): one load.
+    Table(Box<[u16]>),
+    /// `cumulative[i]` = sum of weights of nodes `0..=i`: a binary search.
+    Cumulative(Box<[usize]>),
+}
+
+impl Slots {
+    /// The slots of nodes of these `weights` (each at least 1), `total` in all.
+    fn new(weights: &[usize], total: usize) -> Slots {
+        if total <= SLOT_TABLE_MAX && total <= SLOTS_PER_NODE_MAX * weights.len() {
+            let mut table = Vec::with_capacity(total);
+            // An index fits: every node has a slot, and there are at most 16 Ki.
+            for (i, &weight) in (0u16..).zip(weights) {
+                table.extend(std::iter::repeat_n(i, weight));
+            }
+            return Slots::Table(table.into_boxed_slice());
+        }
+        let cumulative = weights.iter().scan(0usize, |sum, &weight| {
+            *sum += weight;
+            Some(*sum)
+        });
+        Slots::Cumulative(cumulative.collect())
+    }
+
+    /// The index of the node that `slot` belongs to.
+    fn node(&self, slot: usize) -> usize {
+        match self {
+            Slots::Table(table) => table.get(slot).map_or(0, |&node| usize::from(node)),
+            Slots::Cumulative(cumulative) => cumulative.partition_point(|&c| c <= slot),
+        }
+    }
 }
 
 impl Selector {
@@ -67,30 +100,11 @@ impl Selector {
                 let weights: Vec<usize> =
                     nodes.iter().map(|b| b.weight().max(1) as usize).collect();
                 let total: usize = weights.iter().sum();
-                let (cumulative, slots) =
-                    if total <= SLOT_TABLE_MAX && total <= SLOTS_PER_NODE_MAX * nodes.len() {
-                        let mut slots = Vec::with_capacity(total);
-                        // An index fits: every node has a slot, and there are at most 16 Ki.
-                        for (i, &weight) in (0u16..).zip(&weights) {
-                            slots.extend(std::iter::repeat_n(i, weight));
-                        }
-                        (Box::default(), slots.into_boxed_slice())
-                    } else {
-                        let cumulative = weights
-                            .iter()
-                            .scan(0usize, |sum, &weight| {
-                                *sum += weight;
-                                Some(*sum)
-                            })
-                            .collect();
-                        (cumulative, Box::default())
-                    };
                 Selector::Weighted {
                     next: AtomicUsize::new(0),
                     total,
                     step: coprime_step(total),
-                    cumulative,
-                    slots,
+                    slots: Slots::new(&weights, total),
                 }
             }
         }
@@ -108,16 +122,12 @@ impl Selector {
                 next,
                 total,
                 step,
-                cumulative,
                 slots,
             } => {
                 let turn = next.fetch_add(1, Ordering::Relaxed) % total;
                 // `turn * step` cannot overflow: both are below `total`, itself ≤ 1000 × nodes.
                 let slot = (turn * step) % total;
-                match slots.get(slot) {
-                    Some(&node) => node as usize,
-                    None => cumulative.partition_point(|&c| c <= slot),
-                }
+                slots.node(slot)
             }
             Selector::LeastConnections { next } => {
                 return least_loaded(nodes, tried, next.fetch_add(1, Ordering::Relaxed));
